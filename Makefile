@@ -1,0 +1,51 @@
+# deskpilot: `make demo` runs the built-in demo, `make test` runs the whole test suite.
+# Both create .venv, install the project with its test extras, and install the Debian
+# packages the demo and the tests need when they are missing.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# xvfb: the private displays; x11-apps: xcalc; xdotool: window lookup and outside input;
+# x11-utils: xwininfo/xprop for debugging a display.
+DEB_PACKAGES := xvfb x11-apps xdotool x11-utils
+
+.PHONY: all deps venv test lint demo clean
+
+all: test
+
+deps:
+	@command -v dpkg >/dev/null 2>&1 || { \
+	  echo "This Makefile installs Debian packages; on another system install Xvfb, xcalc and xdotool yourself."; exit 0; }; \
+	missing=""; \
+	for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends$$missing >/dev/null; \
+	else \
+	  echo "missing Debian packages:$$missing"; \
+	  echo "install them with:  sudo apt-get install$$missing"; \
+	  exit 1; \
+	fi
+
+venv: $(VENV)/.installed
+
+# llama-cpp-python builds from source the first time (about 4 minutes on 2 cores); pip keeps
+# the built wheel in its cache, so later installs are quick.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --editable '.[test]'
+	touch $@
+
+lint: venv
+	$(BIN)/ruff check .
+
+test: deps venv lint
+	$(BIN)/pytest
+
+demo: deps venv
+	$(BIN)/deskpilot demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
