@@ -1,0 +1,1 @@
+"""The closed set of actions: types, parser, validator, key names and executor."""
