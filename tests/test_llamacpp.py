@@ -1,0 +1,146 @@
+"""The in-process llama.cpp runtime on a tiny random-weight Phi-4-RV-shaped pair."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from actions.schema import action_grammar, max_answer_chars
+from actions.types import ACTION_NAMES
+from grounding.capture import Frame
+from grounding.geometry import ScreenGeometry
+from grounding.preprocess import prepare
+from models.runtime import Mode, Request, RuntimeFailure
+
+pytestmark = pytest.mark.llama
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory):
+    from models.tiny import write_tiny_pair
+
+    return write_tiny_pair(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def runtime(pair):
+    from models.llamacpp import LlamaCppRuntime
+
+    rt = LlamaCppRuntime(pair.model, pair.mmproj, n_ctx=4096)
+    yield rt
+    rt.close()
+
+
+def _image(width: int = 640, height: int = 368, patches: int = 1024):
+    rgb = np.random.default_rng(1).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return prepare(Frame(rgb, ScreenGeometry(0, 0, width, height), 0.0), max_patches=patches)
+
+
+def _request(**kw) -> Request:
+    allowed = kw.pop("allowed", None)
+    base = dict(prompt="Next action:\n<image>", image=_image(), grammar=action_grammar(allowed),
+                max_answer_tokens=max_answer_chars(allowed) + 8, temperature=0.0)
+    return Request(**{**base, **kw})
+
+
+@pytest.mark.parametrize("allowed", [None, *[[n] for n in ACTION_NAMES]],
+                         ids=["all", *ACTION_NAMES])
+def test_grammar_compiles_in_llama_cpp(runtime, allowed) -> None:
+    import llama_cpp
+
+    vocab = llama_cpp.llama_model_get_vocab(runtime._llama.model)
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, action_grammar(allowed).encode(),
+                                                   b"root")
+    assert sampler, "llama.cpp rejected the generated grammar"
+    llama_cpp.llama_sampler_free(sampler)
+
+
+def test_direct_answer_is_one_json_action(runtime) -> None:
+    reply = runtime.complete(_request())
+    data = json.loads(reply.answer)
+    assert data["action"] in ACTION_NAMES
+    assert reply.image_tokens == (640 // 16) * (368 // 16)
+    assert reply.prompt_tokens > reply.image_tokens and not reply.truncated
+    assert {"image_encode_s", "prefill_s", "decode_s"} <= set(reply.timings)
+
+
+def test_greedy_decoding_is_repeatable_within_a_build(runtime) -> None:
+    assert runtime.complete(_request()).answer == runtime.complete(_request()).answer
+
+
+def test_reasoning_is_bounded_then_answered(runtime) -> None:
+    reply = runtime.complete(_request(mode=Mode.REASONING, max_reasoning_tokens=16,
+                                      temperature=0.8))
+    assert reply.reasoning  # random weights ramble until the budget closes the trace
+    assert json.loads(reply.answer)["action"] in ACTION_NAMES
+    assert reply.output_tokens <= 16 + 1 + max_answer_chars() + 8
+
+
+def test_auto_mode_still_answers(runtime) -> None:
+    assert json.loads(runtime.complete(_request(mode=Mode.AUTO)).answer)["action"]
+
+
+def test_our_output_limit_holds(runtime) -> None:
+    reply = runtime.complete(_request(allowed=["type"], max_answer_tokens=10, temperature=1.0))
+    assert reply.truncated and reply.output_tokens <= 10
+
+
+def test_streaming_callback_sees_the_answer(runtime) -> None:
+    pieces: list[str] = []
+    reply = runtime.complete(_request(on_text=pieces.append))
+    assert "".join(pieces).strip() == reply.answer
+
+
+def test_image_marker_must_appear_once(runtime) -> None:
+    with pytest.raises(ValueError, match="exactly once"):
+        runtime.complete(_request(prompt="no marker here"))
+
+
+def test_prompt_larger_than_context_is_a_clear_failure(pair) -> None:
+    from models.llamacpp import LlamaCppRuntime
+
+    rt = LlamaCppRuntime(pair.model, pair.mmproj, n_ctx=512)
+    try:
+        with pytest.raises(RuntimeFailure, match="more than the context"):
+            rt.complete(_request())
+    finally:
+        rt.close()
+    rt.close()  # twice is fine
+    with pytest.raises(RuntimeFailure, match="closed"):
+        rt.complete(_request())
+
+
+def test_missing_files_name_the_file(tmp_path: Path) -> None:
+    from models.llamacpp import LlamaCppRuntime
+
+    with pytest.raises(RuntimeFailure, match="model file not found"):
+        LlamaCppRuntime(tmp_path / "nope.gguf", tmp_path / "mm.gguf")
+
+
+def test_native_output_stays_off_stderr(pair) -> None:
+    code = textwrap.dedent(f"""
+        import logging
+        import numpy as np
+        from pathlib import Path
+        logging.getLogger().addHandler(logging.NullHandler())  # only native writes may show
+        from grounding.capture import Frame
+        from grounding.geometry import ScreenGeometry
+        from grounding.preprocess import prepare
+        from models.llamacpp import LlamaCppRuntime
+        from models.runtime import Request
+        rt = LlamaCppRuntime(Path({str(pair.model)!r}), Path({str(pair.mmproj)!r}), n_ctx=4096)
+        rgb = np.zeros((368, 640, 3), np.uint8)
+        img = prepare(Frame(rgb, ScreenGeometry(0, 0, 640, 368), 0.0), max_patches=1024)
+        print(rt.complete(Request(prompt="<image>", image=img, max_answer_tokens=4)).output_tokens)
+        rt.close()
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).parent.parent, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == "", out.stderr[:2000]
