@@ -1,0 +1,1 @@
+"""The agent: its loop, step records, run directories and command line."""

@@ -1,0 +1,215 @@
+"""The ``deskpilot`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent.records import RunResult, Status, StepRecord
+from models.runtime import Mode
+
+log = logging.getLogger("deskpilot")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+_EPILOG = """\
+examples:
+  deskpilot doctor                         check display, input, llama.cpp and model files
+  deskpilot models list                    known models and whether they are on disk
+  deskpilot models pull phi4rv-15b-q4km    download the model (about 10 GB)
+  deskpilot run "open the calculator menu" --model tiny --max-steps 3
+                                           try the loop with a tiny random-weight model
+  deskpilot run "rename report.txt to report.pdf" --dry-run
+                                           decide actions but do not touch mouse/keyboard
+  deskpilot demo                           replay a recorded xcalc run on a private display
+
+Every run writes a private directory with trajectory.jsonl and the screenshots
+(default ~/.local/state/deskpilot/runs; --runs-dir or $DESKPILOT_RUNS to change).
+Emergency stop: Ctrl+C in this terminal, or move the mouse into a screen corner.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to render --help)."""
+    p = argparse.ArgumentParser(
+        prog="deskpilot", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="A local desktop agent: it looks at the screen, asks "
+                    "Phi-4-reasoning-vision (running on this machine) what to do, and acts "
+                    "with the mouse and keyboard. Screenshots never leave the machine.",
+        epilog=_EPILOG)
+    p.add_argument("-v", "--verbose", action="store_true", help="log details (and llama.cpp's)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="carry out a task on this display",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         description="Carry out TASK on the current display ($DISPLAY), one "
+                                     "observe-think-act step at a time, printing a line per "
+                                     "step.")
+    run.add_argument("task", help='what to do, in words: "open the calculator menu"')
+    run.add_argument("--model", default=None, metavar="NAME|PATH",
+                     help="catalog name, path to a text GGUF, or 'tiny' for a random-weight "
+                          "model made on the fly (default: the catalog's default model)")
+    run.add_argument("--mmproj", type=Path, metavar="PATH",
+                     help="vision projector GGUF (default: found next to --model PATH)")
+    run.add_argument("--replay", type=Path, metavar="JSONL",
+                     help="replay recorded answers instead of running a model")
+    run.add_argument("--max-steps", type=_positive_int, default=30, metavar="N",
+                     help="stop after N steps (default 30)")
+    run.add_argument("--max-seconds", type=_positive_float, default=600.0, metavar="S",
+                     help="stop after S seconds of wall time (default 600)")
+    run.add_argument("--monitor", type=int, default=1, metavar="N",
+                     help="monitor to watch and act on, as numbered by mss (default 1)")
+    run.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.DIRECT.value,
+                     help="direct answers, reasoning first, or the model's choice "
+                          "(default direct)")
+    run.add_argument("--max-patches", type=_positive_int, default=3600, metavar="N",
+                     help="image budget in 16x16 patches (model limit and default 3600)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="decide and validate actions, but never move the mouse or type")
+    run.add_argument("--runs-dir", type=Path, metavar="DIR", help="where run directories go")
+    run.add_argument("--n-ctx", type=_positive_int, default=8192, metavar="N",
+                     help="llama.cpp context size (default 8192)")
+    run.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
+                     help="layers to offload to the GPU (-1 all, 0 CPU only)")
+    run.add_argument("--temperature", type=float, default=0.0, metavar="T",
+                     help="sampling temperature (default 0: greedy)")
+
+    models = sub.add_parser("models", help="list, download, verify or make model files")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    msub.add_parser("list", help="known models and whether their files are present")
+    pull = msub.add_parser("pull", help="download a model (resumable, checksum verified)")
+    pull.add_argument("name", help="catalog name (see `deskpilot models list`)")
+    verify = msub.add_parser("verify", help="check sizes and checksums of downloaded files")
+    verify.add_argument("--record", action="store_true",
+                        help="hash files copied in by hand and pin them in the lock file")
+    tiny = msub.add_parser("make-tiny", help="write a tiny random-weight model pair "
+                                             "(for tests and benchmarks; it answers nonsense)")
+    tiny.add_argument("directory", type=Path)
+    tiny.add_argument("--real-shape", action="store_true",
+                      help="use the real 15B dimensions (large; for GPU benchmarks)")
+    tiny.add_argument("--seed", type=int, default=0)
+    for name in ("text-embd", "text-layers", "text-heads", "text-kv-heads", "text-ff",
+                 "vision-embd", "vision-layers", "vision-heads", "vision-ff", "max-patches"):
+        tiny.add_argument(f"--{name}", type=_positive_int, metavar="N")
+    for m in (models, *msub.choices.values()):
+        m.add_argument("--models-dir", type=Path, metavar="DIR",
+                       help="where model files live (default $DESKPILOT_MODELS or "
+                            "~/.local/share/deskpilot/models)")
+
+    sub.add_parser("doctor", help="check that this machine can run the agent, and say how "
+                                  "to fix what is missing")
+    demo = sub.add_parser("demo", help="replay a recorded xcalc run on a private Xvfb display")
+    demo.add_argument("--runs-dir", type=Path, metavar="DIR", help="where run directories go")
+    return p
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``deskpilot`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "models":
+            from agent.cli_models import run_models_command
+            return run_models_command(args)
+        if args.command == "doctor":
+            from agent.doctor import run_doctor
+            return run_doctor()
+        if args.command == "demo":
+            from agent.cli_demo import run_demo
+            return run_demo(args.runs_dir)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except UserError as exc:
+        print(f"deskpilot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_USAGE
+
+
+class UserError(Exception):
+    """Bad input or a missing prerequisite, reported in one line without a traceback."""
+
+
+def print_step(step: StepRecord) -> None:
+    """Plain one-line-per-step output."""
+    print(step.line(), flush=True)
+
+
+def print_result(result: RunResult) -> int:
+    """Print how the run ended; return the exit code."""
+    print(f"\n{result.status.value}: {result.message}")
+    if result.run_dir is not None:
+        print(f"trajectory: {result.run_dir / 'trajectory.jsonl'}")
+    return EXIT_OK if result.status is Status.DONE else EXIT_FAILED
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from actions.executor import PyAutoGuiDevice
+    from agent.loop import Budget, ModelSettings, run_agent
+    from agent.rundir import RunDir, RunDirError, default_runs_root
+    from agent.runtimes import open_runtime
+    from grounding.capture import CaptureError, MssScreen
+    from models.catalog import ModelError
+    from models.runtime import RuntimeFailure
+
+    if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
+        raise UserError("no display: DISPLAY is not set (run inside an X session, or start "
+                        "Xvfb and set DISPLAY; `deskpilot doctor` checks this)")
+    try:
+        screen = MssScreen(monitor=args.monitor)
+        geometry = screen.geometry()
+    except (CaptureError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    try:
+        record = RunDir(args.runs_dir or default_runs_root())
+    except RunDirError as exc:
+        raise UserError(f"{exc} (nothing was done)") from None
+    try:
+        runtime = open_runtime(model=args.model, mmproj=args.mmproj, replay=args.replay,
+                               n_ctx=args.n_ctx, gpu_layers=args.gpu_layers,
+                               max_patches=args.max_patches)
+    except (ModelError, RuntimeFailure, ValueError) as exc:
+        screen.close()
+        raise UserError(f"{exc} (nothing was done)") from None
+    device = None if args.dry_run else PyAutoGuiDevice()
+    print(f"task: {args.task}\nmodel: {runtime.name}   mode: {args.mode}   screen: "
+          f"{geometry.width}x{geometry.height}+{geometry.left}+{geometry.top} "
+          f"(scale {geometry.scale:g})   {'DRY RUN' if device is None else 'live input'}\n"
+          f"run: {record.path}\n", flush=True)
+    record.write_header({"task": args.task, "model": runtime.name, "mode": args.mode,
+                         "screen": [geometry.left, geometry.top, geometry.width,
+                                    geometry.height, geometry.scale],
+                         "dry_run": device is None, "max_patches": args.max_patches})
+    try:
+        result = run_agent(
+            args.task, runtime=runtime, screen=screen, device=device, record=record,
+            budget=Budget(max_steps=args.max_steps, max_seconds=args.max_seconds),
+            settings=ModelSettings(mode=Mode(args.mode), max_patches=args.max_patches,
+                                   temperature=args.temperature),
+            on_step=print_step)
+    finally:
+        runtime.close()
+        screen.close()
+    return print_result(result)
+

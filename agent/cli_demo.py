@@ -1,0 +1,49 @@
+"""``deskpilot demo``: replay the recorded xcalc run on a private display and check it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agent.cli import EXIT_FAILED, EXIT_OK, UserError, print_step
+from agent.demo import CALC_AT, EXPECTED, SCREEN, TASK, check_display, recorded_replies, xcalc_argv
+from agent.loop import Budget, run_agent
+from agent.rundir import RunDir, RunDirError, default_runs_root
+from grounding.xvfb import DisplayError, launched, xvfb
+from models.scripted import ScriptedRuntime
+
+
+def run_demo(runs_dir: Path | None) -> int:
+    """Start Xvfb and xcalc, replay the recording through the real loop, check the display."""
+    print("deskpilot demo: a REPLAY of recorded model answers (no model is loaded).\n"
+          "Real screenshots, real validation and real mouse clicks on a real xcalc, on a "
+          "private Xvfb display.\n", flush=True)
+    try:
+        record = RunDir(runs_dir or default_runs_root())
+    except RunDirError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        with xvfb(*SCREEN) as display:
+            os.environ["DISPLAY"] = display
+            from actions.executor import PyAutoGuiDevice
+            from grounding.capture import MssScreen
+
+            with launched(xcalc_argv("deskpilot-calc", CALC_AT), display,
+                          window="deskpilot-calc"):
+                screen = MssScreen()
+                runtime = ScriptedRuntime.from_jsonl(recorded_replies())
+                record.write_header({"task": TASK, "model": runtime.name, "replay": True})
+                result = run_agent(TASK, runtime=runtime, screen=screen,
+                                   device=PyAutoGuiDevice(), record=record,
+                                   budget=Budget(max_steps=8), on_step=print_step)
+                check = check_display(display, screen.grab().rgb, EXPECTED)
+                screen.close()
+    except DisplayError as exc:
+        raise UserError(f"{exc}; `make deps` installs what the demo needs") from None
+    print(f"\n{result.status.value}: model answered {result.answer!r}")
+    verdict = ("matches" if check.matches
+               else f"does NOT match ({check.differing_pixels} pixels differ)")
+    print(f"screen check: the calculator display {verdict} a calculator showing "
+          f"{EXPECTED!r}")
+    print(f"trajectory and screenshots: {record.path}")
+    return EXIT_OK if result.status.ok and check.matches else EXIT_FAILED

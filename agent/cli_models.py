@@ -1,0 +1,72 @@
+"""``deskpilot models ...``: list, pull, verify, make-tiny."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from agent.cli import EXIT_FAILED, EXIT_OK, UserError
+from models import catalog
+from models.tiny import TinyShape, write_tiny_pair
+
+_SHAPE_FLAGS = ("text_embd", "text_layers", "text_heads", "text_kv_heads", "text_ff",
+                "vision_embd", "vision_layers", "vision_heads", "vision_ff", "max_patches")
+
+
+def run_models_command(args: argparse.Namespace) -> int:
+    """Dispatch one ``models`` sub-command."""
+    models_dir: Path = args.models_dir or catalog.default_models_dir()
+    match args.models_command:
+        case "list":
+            return _list(models_dir)
+        case "pull":
+            return _pull(args.name, models_dir)
+        case "verify":
+            return _verify(models_dir, record=args.record)
+        case "make-tiny":
+            return _make_tiny(args)
+    raise UserError(f"unknown models command {args.models_command!r}")
+
+
+def _list(models_dir: Path) -> int:
+    print(f"models directory: {models_dir}\n")
+    for row in catalog.list_entries(models_dir):
+        print(f"{row.name:<20} {row.status:<8} {row.size:>10}  {row.description}")
+        for name in row.files:
+            print(f"{'':<20} {name}")
+    print("\nalso: --model tiny (a random-weight model made on the fly, for trying the loop),"
+          "\n      --model PATH/TO/text.gguf --mmproj PATH/TO/mmproj.gguf")
+    return EXIT_OK
+
+
+def _pull(name: str, models_dir: Path) -> int:
+    try:
+        paths = catalog.pull(name, models_dir, progress=True)
+    except catalog.ModelError as exc:
+        raise UserError(str(exc)) from None
+    print(f"ready:\n  model  {paths.model}\n  mmproj {paths.mmproj}")
+    return EXIT_OK
+
+
+def _verify(models_dir: Path, *, record: bool) -> int:
+    results = catalog.verify(models_dir, record=record)
+    bad = False
+    for r in results:
+        print(f"{r.status.value:<18} {r.entry:<18} {r.path}\n{'':<18} {r.detail}")
+        bad |= r.status in (catalog.VerifyStatus.SIZE_MISMATCH,
+                            catalog.VerifyStatus.CHECKSUM_MISMATCH)
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+def _make_tiny(args: argparse.Namespace) -> int:
+    base = TinyShape.phi4rv_15b() if args.real_shape else TinyShape.tiny()
+    dims = {name: getattr(args, name) for name in _SHAPE_FLAGS}
+    try:
+        shape = TinyShape.from_overrides(base, **dims)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    pair = write_tiny_pair(args.directory, shape, seed=args.seed)
+    for path in (pair.model, pair.mmproj):
+        print(f"{path}  ({path.stat().st_size / 1e6:.2f} MB)")
+    print("random weights: the pair runs the real llama.cpp path, but its answers are noise")
+    return EXIT_OK

@@ -1,0 +1,205 @@
+"""The agent loop: observe → think → act → record, until done, failed, or out of budget."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from actions.executor import InputDevice, execute
+from actions.parse import ActionError, parse_action
+from actions.schema import action_grammar, describe_actions, max_answer_chars
+from actions.types import TERMINAL_ACTIONS, AnyAction, Done, Fail, summarize
+from actions.validate import validate
+from agent.records import Outcome, RunResult, Status, StepRecord, Timings
+from agent.rundir import RunDir
+from grounding.capture import CaptureError, Screen
+from grounding.geometry import Point
+from grounding.preprocess import DEFAULT_MAX_PATCHES, ModelImage, prepare
+from models.prompt import agent_prompt
+from models.runtime import Mode, Reply, Request, Runtime, RuntimeFailure
+
+log = logging.getLogger(__name__)
+
+HISTORY_STEPS = 12  # older steps drop out of the prompt; the trajectory keeps them all
+
+
+class Clock(Protocol):
+    """Time source and sleeper (a fake one makes waits instant in tests)."""
+
+    def now(self) -> float:
+        """Monotonic seconds."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Block for ``seconds``."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> float:
+        """Monotonic seconds."""
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        """Block for ``seconds``."""
+        time.sleep(seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Limits that end a run."""
+
+    max_steps: int = 30
+    max_seconds: float = 600.0
+    max_consecutive_errors: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    """How the model is asked."""
+
+    mode: Mode = Mode.DIRECT
+    max_patches: int = DEFAULT_MAX_PATCHES
+    allowed: frozenset[str] | None = None  # restrict the action kinds (None: all)
+    temperature: float = 0.0
+    max_reasoning_tokens: int = 1024
+
+
+def run_agent(task: str, *, runtime: Runtime, screen: Screen, device: InputDevice | None,
+              record: RunDir, clock: Clock | None = None, budget: Budget = Budget(),
+              settings: ModelSettings = ModelSettings(),
+              on_step: Callable[[StepRecord], None] | None = None) -> RunResult:
+    """Run one task to its end. ``device=None`` validates actions without sending them."""
+    clock = clock or SystemClock()
+    grammar = action_grammar(settings.allowed)
+    reference = describe_actions(settings.allowed)
+    steps: list[StepRecord] = []
+    feedback: str | None = None
+    errors = 0
+    started = clock.now()
+
+    def finish(status: Status, message: str) -> RunResult:
+        result = RunResult(status, message, tuple(steps), record.path)
+        record.finish(result)
+        log.info("run ended: %s (%s)", status.value, message)
+        return result
+
+    for index in range(1, budget.max_steps + 1):
+        if clock.now() - started > budget.max_seconds:
+            return finish(Status.TIMEOUT, f"wall-time budget of {budget.max_seconds:g}s spent")
+        lap = _Laps(clock)
+        try:
+            frame = screen.grab()
+            lap("capture")
+            image = prepare(frame, max_patches=settings.max_patches)
+            lap("preprocess")
+            prompt = agent_prompt(task, actions_reference=reference, feedback=feedback,
+                                  history=[s.to_prompt_line() for s in steps[-HISTORY_STEPS:]])
+            reply = runtime.complete(_request(prompt, image, grammar, settings))
+            lap("model")
+        except RuntimeFailure as exc:
+            return finish(Status.RUNTIME_ERROR, f"model runtime failed: {exc}")
+        except KeyboardInterrupt:
+            return finish(Status.INTERRUPTED, "stopped by the person")
+        except (CaptureError, OSError) as exc:
+            return finish(Status.INPUT_ERROR, f"screen capture failed: {exc}")
+
+        try:
+            resolved = validate(parse_action(reply.answer), image.view)
+        except ActionError as exc:
+            errors += 1
+            feedback = str(exc)
+            steps.append(_save(record, _Seen(index, frame.rgb, image, reply, lap), on_step,
+                               outcome=Outcome.REJECTED, error=feedback))
+            if errors >= budget.max_consecutive_errors:
+                return finish(Status.TOO_MANY_ERRORS,
+                              f"{errors} unusable replies in a row; last: {feedback}")
+            continue
+        errors, feedback = 0, None
+        action = resolved.action
+        terminal = action.action in TERMINAL_ACTIONS
+        try:
+            if device is not None and not terminal:
+                execute(resolved, device, sleep=clock.sleep)
+        except KeyboardInterrupt:
+            return finish(Status.INTERRUPTED, "stopped by the person during an action")
+        except Exception as exc:  # the executor has released every key and button already
+            log.exception("input device failed")
+            return finish(Status.INPUT_ERROR, f"input failed during {action.action}: {exc}")
+        lap("act")
+        outcome = (Outcome.TERMINAL if terminal
+                   else Outcome.EXECUTED if device is not None else Outcome.DRY_RUN)
+        steps.append(_save(record, _Seen(index, frame.rgb, image, reply, lap), on_step,
+                           outcome=outcome, action=action, points=resolved.points))
+        if terminal:
+            return finish(*_terminal_status(action))
+    return finish(Status.MAX_STEPS, f"step budget of {budget.max_steps} spent")
+
+
+def _request(prompt: str, image: ModelImage, grammar: str, settings: ModelSettings) -> Request:
+    # A token is at least one character, so the longest answer the grammar admits bounds it.
+    return Request(prompt=prompt, image=image, mode=settings.mode, grammar=grammar,
+                   max_answer_tokens=max_answer_chars(settings.allowed) + 8,
+                   max_reasoning_tokens=settings.max_reasoning_tokens,
+                   temperature=settings.temperature)
+
+
+def _terminal_status(action: AnyAction) -> tuple[Status, str]:
+    if isinstance(action, Done):
+        return Status.DONE, action.answer or "task reported complete"
+    if isinstance(action, Fail):
+        return Status.FAILED, action.reason
+    return Status.ASKED_USER, action.question  # type: ignore[union-attr]
+
+
+class _Laps:
+    """Splits a step's time into named phases."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._last = clock.now()
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, phase: str) -> None:
+        now = self._clock.now()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self._last
+        self._last = now
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """What one step observed and thought, before its record is written."""
+
+    index: int
+    rgb: np.ndarray
+    image: ModelImage
+    reply: Reply
+    lap: _Laps
+
+
+def _save(record: RunDir, seen: _Seen, on_step: Callable[[StepRecord], None] | None, *,
+          outcome: Outcome, action: AnyAction | None = None, points: tuple[Point, ...] = (),
+          error: str | None = None) -> StepRecord:
+    """Write the screenshot and the step line; the record phase is timed up to the line."""
+    index, image, reply, lap = seen.index, seen.image, seen.reply, seen.lap
+    shot = record.save_screenshot(index, seen.rgb)
+    lap("record")
+    step = StepRecord(
+        index=index, outcome=outcome, answer=reply.answer, reasoning=reply.reasoning,
+        summary=summarize(action) if action is not None else "unusable reply",
+        action=action.model_dump() if action is not None else None,
+        points=tuple((p.x, p.y) for p in points), error=error, screenshot=shot,
+        image_size=(image.view.image_width, image.view.image_height),
+        image_tokens=reply.image_tokens, output_tokens=reply.output_tokens,
+        timings=Timings(**lap.seconds), model_timings=dict(reply.timings))
+    record.append(step)
+    if on_step is not None:
+        on_step(step)
+    return step

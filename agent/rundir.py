@@ -1,0 +1,90 @@
+"""The run directory: a JSONL trajectory, the screenshots, and the run's header and result.
+
+It is private to the user (directory 0700, files 0600) and created before the agent acts, so
+an unwritable location stops the run before anything happens without a record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from agent.records import RunResult, StepRecord
+
+log = logging.getLogger(__name__)
+
+TRAJECTORY = "trajectory.jsonl"
+
+
+class RunDirError(OSError):
+    """The run directory cannot be created or written."""
+
+
+def default_runs_root() -> Path:
+    """``$DESKPILOT_RUNS`` or ``$XDG_STATE_HOME/deskpilot/runs`` (~/.local/state/...)."""
+    if env := os.environ.get("DESKPILOT_RUNS"):
+        return Path(env)
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "deskpilot" / "runs"
+
+
+def _private_write(path: Path, data: bytes, *, append: bool = False) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "ab" if append else "wb") as fh:
+        fh.write(data)
+
+
+class RunDir:
+    """Writes one run's artifacts under a fresh time-stamped directory."""
+
+    def __init__(self, root: Path, *, name: str | None = None) -> None:
+        stamp = name or dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        self.path = Path(root) / stamp
+        try:
+            Path(root).mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.path.mkdir(mode=0o700)
+            (self.path / "screens").mkdir(mode=0o700)
+            _private_write(self.path / TRAJECTORY, b"")
+        except OSError as exc:
+            raise RunDirError(f"cannot write the run directory {self.path}: {exc.strerror or exc}"
+                              ) from exc
+
+    @property
+    def trajectory(self) -> Path:
+        """The JSONL file with one line per step."""
+        return self.path / TRAJECTORY
+
+    def write_header(self, header: dict[str, Any]) -> None:
+        """Record what the run is (task, model, screen) before the first step."""
+        self._json("run.json", header)
+
+    def save_screenshot(self, index: int, rgb: np.ndarray) -> str:
+        """Store a step's screenshot as PNG; returns its path relative to the run directory."""
+        rel = f"screens/step-{index:04d}.png"
+        target = self.path / rel
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            # Level 1: the screenshot is evidence, not an archive; fast beats small here.
+            Image.fromarray(rgb).save(fh, format="PNG", compress_level=1)
+        return rel
+
+    def append(self, step: StepRecord) -> None:
+        """Append one step to the trajectory and flush it to disk."""
+        line = json.dumps(step.to_json(), ensure_ascii=False) + "\n"
+        _private_write(self.trajectory, line.encode(), append=True)
+
+    def finish(self, result: RunResult) -> None:
+        """Write the run's outcome next to its header."""
+        self._json("result.json", {"status": result.status.value, "message": result.message,
+                                   "steps": len(result.steps), "answer": result.answer})
+
+    def _json(self, name: str, data: dict[str, Any]) -> None:
+        _private_write(self.path / name, (json.dumps(data, indent=2) + "\n").encode())
