@@ -140,17 +140,21 @@ def _digits(high: float) -> int:
     return len(str(int(abs(high))))
 
 
+def _whole_rule(low: int, high: int) -> str:
+    """Whole numbers in [low, high] (low >= 0), as JSON writes them: no sign, no leading zero."""
+    if high - low <= 100:
+        return "(" + " | ".join(f'"{v}"' for v in range(low, high + 1)) + ")"
+    return f'("0" | [1-9] [0-9]{{0,{_digits(high) - 1}}})'
+
+
 def _number_rule(spec: FieldSpec) -> str:
     low, high = spec.low, spec.high
-    if low is None or high is None:
-        raise TypeError(f"field {spec.name}: numbers need both bounds for the grammar")
-    sign = '"-"? ' if low < 0 else ""
-    if spec.kind == "int" and low >= 0 and high - low <= 9:
-        return " | ".join(f'"{v}"' for v in range(int(low), int(high) + 1))
-    whole = f"[0-9]{{1,{max(_digits(low), _digits(high))}}}"
+    if low is None or high is None or low < 0:
+        raise TypeError(f"field {spec.name}: the grammar needs bounds of 0 or more")
+    whole = _whole_rule(int(low), int(high))
     if spec.kind == "int":
-        return f"{sign}{whole}"
-    return f'{sign}{whole} ("." [0-9]{{1,{_DECIMALS}}})?'
+        return whole
+    return f'{whole} ("." [0-9]{{1,{_DECIMALS}}})?'
 
 
 def _value_rule(spec: FieldSpec) -> str:

@@ -164,6 +164,11 @@ def summarize(action: _Action) -> str:
         data["box"] = "[" + ", ".join(f"{v:.3f}" for v in data["box"]) + "]"
     if "to_box" in data:
         data["to_box"] = "[" + ", ".join(f"{v:.3f}" for v in data["to_box"]) + "]"
-    args = " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in data.items())
-    label = f' "{target}"' if target else ""
+    args = " ".join(f"{k}={_short(v)!r}" if isinstance(v, str) else f"{k}={v}"
+                    for k, v in data.items())
+    label = f' "{_short(target)}"' if target else ""
     return f"{name}{label} {args}".strip()
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

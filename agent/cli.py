@@ -75,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="llama.cpp context size (default 8192)")
     run.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
                      help="layers to offload to the GPU (-1 all, 0 CPU only)")
-    run.add_argument("--temperature", type=float, default=0.0, metavar="T",
-                     help="sampling temperature (default 0: greedy)")
+    run.add_argument("--temperature", type=float, default=None, metavar="T",
+                     help="sampling temperature (default 0, greedy; 0.8 with --model tiny, "
+                          "whose greedy answer would be the same every step)")
 
     models = sub.add_parser("models", help="list, download, verify or make model files")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
@@ -158,10 +159,17 @@ def print_step(step: StepRecord) -> None:
 
 def print_result(result: RunResult) -> int:
     """Print how the run ended; return the exit code."""
-    print(f"\n{result.status.value}: {result.message}")
+    message = result.message if len(result.message) <= 200 else result.message[:199] + "…"
+    print(f"\n{result.status.value}: {message}")
     if result.run_dir is not None:
         print(f"trajectory: {result.run_dir / 'trajectory.jsonl'}")
     return EXIT_OK if result.status is Status.DONE else EXIT_FAILED
+
+
+def _temperature(args: argparse.Namespace) -> float:
+    if args.temperature is not None:
+        return float(args.temperature)
+    return 0.8 if args.model == "tiny" else 0.0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -206,7 +214,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             args.task, runtime=runtime, screen=screen, device=device, record=record,
             budget=Budget(max_steps=args.max_steps, max_seconds=args.max_seconds),
             settings=ModelSettings(mode=Mode(args.mode), max_patches=args.max_patches,
-                                   temperature=args.temperature),
+                                   temperature=_temperature(args)),
             on_step=print_step)
     finally:
         runtime.close()

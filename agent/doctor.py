@@ -85,5 +85,5 @@ def run_doctor() -> int:
         mark = "ok  " if r.ok else "FAIL"
         print(f"[{mark}] {r.name:<12} {r.detail}")
         if r.fix:
-            print(f"       {'':<12} fix: {r.fix}")
+            print(f"       {'':<12} {'note' if r.ok else 'fix'}: {r.fix}")
     return 0 if all(r.ok for r in results) else 1

@@ -71,6 +71,8 @@ class LlamaCppRuntime:
         self._think_open = self._single_token(THINK_OPEN)
         self._think_close = self._single_token(THINK_CLOSE)
         self._direct = self._single_token(DIRECT_TOKEN)
+        self._seed = seed
+        self._calls = 0
         self.load_seconds = time.perf_counter() - started
         log.info("loaded %s in %.2fs (n_ctx=%d, gpu layers=%d, threads=%d)",
                  Path(model_path).name, self.load_seconds, n_ctx, n_gpu_layers, threads)
@@ -99,6 +101,10 @@ class LlamaCppRuntime:
         text = render_chat(request.prompt.replace(IMAGE_MARKER, self._marker),
                            template=self._template, mode=request.mode)
         timings: dict[str, float] = {}
+        # A fresh, reproducible seed per call: llama-cpp-python would reuse one seed each time,
+        # so sampling at a temperature above 0 would repeat itself on an identical prompt.
+        self._calls += 1
+        self._llama.set_seed(self._seed + self._calls)
         t0 = time.perf_counter()
         prompt_tokens, image_tokens = self._evaluate_prompt(text, request, timings)
         t1 = time.perf_counter()

@@ -70,6 +70,24 @@ def test_direct_answer_is_one_json_action(runtime) -> None:
     assert {"image_encode_s", "prefill_s", "decode_s"} <= set(reply.timings)
 
 
+def test_sampled_answers_are_always_well_formed_json(runtime) -> None:
+    """Random weights at temperature 1 explore the grammar; every answer must be valid JSON,
+    and the only refusals left to the parser are the ones a grammar cannot express."""
+    from actions.parse import ActionError, parse_action
+
+    image = _image(256, 256, 256)
+    answers = set()
+    for _ in range(24):
+        reply = runtime.complete(_request(image=image, temperature=1.0))
+        answers.add(reply.answer)
+        json.loads(reply.answer)
+        try:
+            parse_action(reply.answer)
+        except ActionError as exc:
+            assert "x1 <= x2" in str(exc) or "less than or equal to 30" in str(exc), exc
+    assert len(answers) > 12  # each call samples afresh
+
+
 def test_greedy_decoding_is_repeatable_within_a_build(runtime) -> None:
     assert runtime.complete(_request()).answer == runtime.complete(_request()).answer
 

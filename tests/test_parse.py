@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -74,3 +75,44 @@ def test_actions_are_immutable() -> None:
     action = parse_action('{"action": "done", "answer": "x"}')
     with pytest.raises(Exception):  # noqa: B017 - pydantic raises its own frozen error type
         action.answer = "y"  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- property-based
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=5),
+    max_leaves=20)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_parses_or_raises_action_error(text: str) -> None:
+    try:
+        parse_action(text)
+    except ActionError as exc:
+        assert str(exc)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(["click", "move", "drag", "scroll", "type", "key", "hold", "wait",
+                        "done", "fail", "ask_user", "nope"]),
+       st.dictionaries(st.sampled_from(["target", "box", "to_box", "button", "clicks",
+                                        "direction", "amount", "text", "keys", "hold",
+                                        "presses", "seconds", "answer", "reason", "question",
+                                        "extra"]), _json_values, max_size=6))
+def test_any_object_is_a_whole_action_or_an_explained_error(name: str, fields: dict) -> None:
+    reply = json.dumps({"action": name, **fields}, allow_nan=True)
+    try:
+        action = parse_action(reply)
+    except ActionError as exc:
+        assert str(exc)
+    else:  # a parsed action satisfies every declared bound
+        assert action.action == name
+        for value in action.model_dump().values():
+            if isinstance(value, float):
+                assert math.isfinite(value)

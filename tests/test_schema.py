@@ -37,8 +37,17 @@ def test_grammar_bounds_numbers_and_strings() -> None:
     # No exponent anywhere, digits and string lengths bounded.
     assert "e" not in re.sub(r'"[^"]*"|[a-z-]+', "", g)
     assert "char{0,80}" in g and "char{1,500}" in g
-    assert 'click-clicks ::= "1" | "2" | "3"' in g
-    assert "[0-9]{1,2}" in g  # scroll amount 1-25, wait seconds 0-30
+    assert 'click-clicks ::= ("1" | "2" | "3")' in g
+    # Small integer ranges are spelled out exactly, so no leading zeros and no 26.
+    assert '"24" | "25")' in g and '"26"' not in g.split("scroll-amount ::=")[1].split("\n")[0]
+    assert '"0" |' in g.split("wait-seconds ::=")[1]
+
+
+def test_wide_integer_ranges_have_no_leading_zeros() -> None:
+    from actions.schema import FieldSpec, _number_rule
+
+    rule = _number_rule(FieldSpec("n", "int", low=0, high=5000))
+    assert rule == '("0" | [1-9] [0-9]{0,3})'
 
 
 def test_answer_bound_covers_the_longest_answer() -> None:
