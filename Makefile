@@ -33,6 +33,7 @@ venv: $(VENV)/.installed
 # llama-cpp-python builds from source the first time (about 4 minutes on 2 cores); pip keeps
 # the built wheel in its cache, so later installs are quick.
 $(VENV)/.installed: pyproject.toml
+	@echo "creating $(VENV); the first install builds llama-cpp-python from source (~4 min on 2 cores)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --editable '.[test]'

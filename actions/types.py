@@ -160,14 +160,16 @@ def summarize(action: _Action) -> str:
     data = action.model_dump()
     name = data.pop("action")
     target = data.pop("target", "")
-    if "box" in data:
-        data["box"] = "[" + ", ".join(f"{v:.3f}" for v in data["box"]) + "]"
-    if "to_box" in data:
-        data["to_box"] = "[" + ", ".join(f"{v:.3f}" for v in data["to_box"]) + "]"
-    args = " ".join(f"{k}={_short(v)!r}" if isinstance(v, str) else f"{k}={v}"
-                    for k, v in data.items())
+    parts = []
+    for key, value in data.items():
+        if key in ("box", "to_box"):
+            parts.append(f"{key}=[" + ", ".join(f"{v:.3f}" for v in value) + "]")
+        elif isinstance(value, str):
+            parts.append(f"{key}={_short(value)!r}")
+        else:
+            parts.append(f"{key}={value}")
     label = f' "{_short(target)}"' if target else ""
-    return f"{name}{label} {args}".strip()
+    return f"{name}{label} {' '.join(parts)}".strip()
 
 
 def _short(text: str, limit: int = 60) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from grounding.capture import MssScreen
-from grounding.xvfb import launched, wait_for_window, xvfb
+from grounding.xvfb import launched
 
 log = logging.getLogger(__name__)
 
@@ -80,5 +80,5 @@ def check_display(display: str, rgb: np.ndarray, expected: str) -> DisplayCheck:
     return DisplayCheck(diff == 0, diff)
 
 
-__all__ = ["CALC_AT", "EXPECTED", "SCREEN", "TASK", "DisplayCheck", "check_display", "launched",
-           "recorded_replies", "wait_for_window", "xcalc_argv", "xvfb"]
+__all__ = ["CALC_AT", "EXPECTED", "SCREEN", "TASK", "DisplayCheck", "check_display",
+           "recorded_replies", "xcalc_argv"]

@@ -38,12 +38,7 @@ def xvfb(width: int = 1280, height: int = 800, depth: int = 24) -> Iterator[str]
             raise DisplayError("Xvfb exited without reporting a display number")
         yield f":{number}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 @contextlib.contextmanager
@@ -59,12 +54,17 @@ def launched(argv: list[str], display: str, *, window: str | None = None,
             wait_for_window(display, window, timeout_s=timeout_s)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ask a child to exit, and insist if it does not within five seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def wait_for_window(display: str, name: str, timeout_s: float = 10.0) -> str:

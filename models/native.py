@@ -1,19 +1,13 @@
 """Keep llama.cpp's native output off the terminal.
 
 llama.cpp and mtmd write to C-level stderr, even with ``verbose=False``. We route their log
-callbacks into Python logging (so ``--verbose`` can still show them) and offer a file-descriptor
-level guard for the few writes that bypass the callbacks.
+callbacks into Python logging, so ``--verbose`` can still show them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
-import os
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 log = logging.getLogger("deskpilot.llama")
 
@@ -39,17 +33,3 @@ def silence_native_logs() -> None:
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
     mtmd_cpp.mtmd_log_set(callback, ctypes.c_void_p(0))
     mtmd_cpp.mtmd_helper_log_set(callback, ctypes.c_void_p(0))
-
-
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """Point file descriptor 2 at /dev/null for the duration (native writes included)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with Path(os.devnull).open("wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)

@@ -106,10 +106,3 @@ def agent_prompt(task: str, *, actions_reference: str, history: Sequence[str] = 
         lines += ["", f"Your previous reply could not be used: {feedback}"]
     lines += ["", "Current screenshot:", IMAGE_MARKER, "Next action:"]
     return "\n".join(lines)
-
-
-def grounding_prompt(description: str) -> str:
-    """The official single-element grounding prompt (for direct-mode target lookups)."""
-    return (f"{IMAGE_MARKER}\nLocate the the UI element this instruction describes: "
-            f"{description}. Output its bbox coordinates using the format of [x1, y1, x2, y2] "
-            "using relative coordinates from 0.0000 to 1.0000.")

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.xvfb import xvfb
+from grounding.xvfb import xvfb
 
 
 @pytest.fixture(scope="session")

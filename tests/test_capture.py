@@ -12,7 +12,7 @@ import pytest
 
 from grounding.capture import CaptureError, Frame, MssScreen, list_monitors
 from grounding.geometry import ScreenGeometry
-from tests.xvfb import launched
+from grounding.xvfb import launched
 
 pytestmark = pytest.mark.display
 
