@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # xvfb: the private displays; x11-apps: xcalc; xdotool: window lookup and outside input;
-# x11-utils: xwininfo/xprop for debugging a display.
-DEB_PACKAGES := xvfb x11-apps xdotool x11-utils
+# x11-utils: xwininfo/xprop for debugging a display; xfonts-base: the "fixed" font Xvfb and
+# xcalc need (only a recommendation of xvfb, and we install without recommendations).
+DEB_PACKAGES := xvfb xfonts-base x11-apps xdotool x11-utils
 
 .PHONY: all deps venv test lint demo clean
 
