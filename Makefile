@@ -42,6 +42,7 @@ $(VENV)/.installed: pyproject.toml
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: deps venv lint
 	$(BIN)/pytest

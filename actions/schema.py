@@ -66,7 +66,7 @@ def _spec(name: str, annotation: object, metadata: list[object], required: bool,
     if annotation not in kinds:
         raise TypeError(f"field {name}: unsupported type {annotation!r}")
     b = _bounds(metadata)
-    return FieldSpec(name, kinds[annotation], low=b.get("low"), high=b.get("high"),  # type: ignore[index]
+    return FieldSpec(name, kinds[annotation], low=b.get("low"), high=b.get("high"),
                      min_len=int(b.get("min_len", 0)),
                      max_len=int(b["max_len"]) if "max_len" in b else None,
                      required=required, default=default)

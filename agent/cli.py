@@ -127,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # huggingface_hub prints its own warnings (download retries); do not print them twice.
+    logging.getLogger("huggingface_hub").propagate = False
     try:
         if args.command == "run":
             return _cmd_run(args)

@@ -87,10 +87,8 @@ class Screen(Protocol):
 
 def _mss_class() -> type[MSS]:
     # Imported at first use, so code and tests that only use a fake screen never load mss.
-    try:
-        from mss import MSS
-    except ImportError:  # mss < 10.2 only has the factory function
-        from mss import mss as MSS
+    from mss import MSS  # mss >= 10.2 (the older mss.mss factory now warns as deprecated)
+
     return MSS
 
 

@@ -17,11 +17,14 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.native import silence_native_logs
 from models.prompt import DIRECT_TOKEN, IMAGE_MARKER, THINK_CLOSE, THINK_OPEN, render_chat
 from models.runtime import Mode, Reply, Request, RuntimeFailure
+
+if TYPE_CHECKING:
+    from llama_cpp import LlamaGrammar
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +205,7 @@ class LlamaCppRuntime:
             mode = Mode.REASONING if first == self._think_open else Mode.DIRECT
             self._llama.eval([self._think_open if mode is Mode.REASONING else self._direct])
         if mode is Mode.REASONING:
-            tokens = []
+            tokens: list[int] = []
             for tok in self._sample(request, None):
                 if (tok == self._think_close or len(tokens) >= request.max_reasoning_tokens
                         or self._lc.llama_vocab_is_eog(self._vocab, tok)):
@@ -215,7 +218,7 @@ class LlamaCppRuntime:
             n_out += len(tokens) + 1
             stream = _Streamer(self._llama, request.on_text)
         grammar = LlamaGrammar.from_string(request.grammar) if request.grammar else None
-        answer_tokens = []
+        answer_tokens: list[int] = []
         truncated = True
         for tok in self._sample(request, grammar):
             if tok in (self._think_open, self._think_close, self._direct):
@@ -232,7 +235,7 @@ class LlamaCppRuntime:
             log.warning("answer cut at the output limit of %d tokens", request.max_answer_tokens)
         return reasoning, stream.text().strip(), n_out, truncated
 
-    def _sample(self, request: Request, grammar: object | None) -> Iterator[int]:
+    def _sample(self, request: Request, grammar: LlamaGrammar | None) -> Iterator[int]:
         gen = self._llama.generate(
             [], reset=False, temp=request.temperature, top_k=40, top_p=0.95, min_p=0.05,
             repeat_penalty=1.0, grammar=grammar)

@@ -153,7 +153,7 @@ class TinyShape:
             expected: tuple[type, ...] = (int, float) if field.name == "rope_freq_base" else (int,)
             if isinstance(value, bool) or not isinstance(value, expected):
                 raise ValueError(f"TinyShape.{field.name} must be an integer, got {value!r}")
-            if value <= 0:
+            if value <= 0:  # type: ignore[operator]  # an int or float, checked just above
                 raise ValueError(f"TinyShape.{field.name} must be positive, got {value}")
 
     def _check_dims(self) -> None:
