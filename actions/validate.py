@@ -7,7 +7,7 @@ import unicodedata
 from actions.keys import parse_chord
 from actions.parse import ActionError
 from actions.resolved import Resolved
-from actions.types import AnyAction, Drag, Hold, Key, Type, action_name
+from actions.types import AnyAction, Click, Drag, Hold, Key, Move, Scroll, Type, action_name
 from grounding.geometry import Point, View, box_to_screen
 
 # pyautogui's fail-safe fires when the pointer sits on a screen corner; a model answering
@@ -48,9 +48,8 @@ def validate(action: AnyAction, view: View) -> Resolved:
 
 def _boxes(action: AnyAction) -> list[tuple[str, tuple[float, float, float, float]]]:
     boxes = []
-    box = getattr(action, "box", None)
-    if box is not None:
-        boxes.append(("box", box))
+    if isinstance(action, Click | Move | Drag | Scroll):
+        boxes.append(("box", action.box))
     if isinstance(action, Drag):
         boxes.append(("to_box", action.to_box))
     return boxes

@@ -187,3 +187,23 @@ def test_capture_failure_ends_the_run(tmp_path: Path) -> None:
     result, _, device = _run(tmp_path, [DONE], screen=screen)
     assert result.status is Status.INPUT_ERROR and "cannot open display" in result.message
     assert device.calls == []
+
+
+class _CtrlC(_Broken):
+    def complete(self, request: Request) -> Reply:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_during_inference_ends_the_run_with_a_record(tmp_path: Path) -> None:
+    result, _, device = _run(tmp_path, [], runtime=_CtrlC())
+    assert result.status is Status.INTERRUPTED
+    assert json.loads((result.run_dir / "result.json").read_text())["status"] == "interrupted"
+    assert device.calls == []
+
+
+def test_ctrl_c_mid_drag_releases_the_button(tmp_path: Path) -> None:
+    drag = '{"action": "drag", "box": [0.2, 0.2, 0.2, 0.2], "to_box": [0.8, 0.8, 0.8, 0.8]}'
+    device = RecordingDevice(fail_at=[3], error=lambda _msg: KeyboardInterrupt())
+    result, _, _ = _run(tmp_path, [drag, DONE], device=device)
+    assert result.status is Status.INTERRUPTED
+    assert ("button_down", "left") in device.calls and device.buttons_down == []
