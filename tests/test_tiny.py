@@ -226,7 +226,7 @@ class Loaded:
 @pytest.fixture(scope="module")
 def quiet_native_logs() -> Iterator[None]:
     """Route llama.cpp and mtmd logs to a no-op callback, then restore them."""
-    llama_cpp = pytest.importorskip("llama_cpp")
+    import llama_cpp
     from llama_cpp import mtmd_cpp
 
     @llama_cpp.llama_log_callback
@@ -251,7 +251,7 @@ def quiet_native_logs() -> Iterator[None]:
 def loaded(pair: TinyPair, quiet_native_logs: None) -> Iterator[Loaded]:
     """Load the pair once for the module; free the mtmd context and close the Llama after."""
     del quiet_native_logs
-    llama_cpp = pytest.importorskip("llama_cpp")
+    import llama_cpp
     from llama_cpp import mtmd_cpp
 
     llm = llama_cpp.Llama(model_path=str(pair.model), n_ctx=4096, n_threads=2, verbose=False)
