@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from annotated_types import Ge, Le, MaxLen, MinLen
 
-from actions.types import ACTION_TYPES, action_name
+from actions.types import ACTION_TYPES, tag_of
 
 _DECIMALS = 4
 
@@ -86,15 +86,11 @@ def _classes(allowed: Iterable[str] | None) -> list[type]:
     if allowed is None:
         return list(ACTION_TYPES)
     wanted = set(allowed)
-    chosen = [c for c in ACTION_TYPES if _name_of(c) in wanted]
-    unknown = wanted - {_name_of(c) for c in chosen}
+    chosen = [c for c in ACTION_TYPES if tag_of(c) in wanted]
+    unknown = wanted - {tag_of(c) for c in chosen}
     if unknown:
         raise ValueError(f"unknown action names: {sorted(unknown)}")
     return chosen
-
-
-def _name_of(cls: type) -> str:
-    return typing.get_args(cls.model_fields["action"].annotation)[0]  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------- prompt reference
@@ -175,7 +171,7 @@ def action_grammar(allowed: Iterable[str] | None = None) -> str:
     rules = []
     names = []
     for cls in _classes(allowed):
-        rule = _name_of(cls).replace("_", "-")
+        rule = tag_of(cls).replace("_", "-")
         names.append(rule)
         parts = []
         for i, spec in enumerate(fields_of(cls)):
@@ -192,7 +188,7 @@ def max_answer_chars(allowed: Iterable[str] | None = None) -> int:
     """An upper bound on the length of any answer the grammar admits (for the output limit)."""
     longest = 0
     for cls in _classes(allowed):
-        size = 4 + len(_name_of(cls))
+        size = 4 + len(tag_of(cls))
         for spec in fields_of(cls):
             size += len(spec.name) + 6
             match spec.kind:
@@ -209,5 +205,5 @@ def max_answer_chars(allowed: Iterable[str] | None = None) -> int:
     return longest
 
 
-__all__ = ["FieldSpec", "action_grammar", "action_name", "describe_actions", "fields_of",
+__all__ = ["FieldSpec", "action_grammar", "describe_actions", "fields_of",
            "max_answer_chars"]

@@ -9,6 +9,7 @@ grammar that constrains its output, and the parser's checks, so the three cannot
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -142,17 +143,15 @@ AnyAction = Click | Move | Drag | Scroll | Type | Key | Hold | Wait | Done | Fai
 Action = Annotated[AnyAction, Field(discriminator="action")]
 """The discriminated union (use with pydantic's TypeAdapter)."""
 
-ACTION_NAMES: tuple[str, ...] = tuple(
-    t.model_fields["action"].annotation.__args__[0]  # type: ignore[union-attr]
-    for t in ACTION_TYPES)
 
-POINTER_ACTIONS = frozenset({"click", "move", "drag", "scroll"})
+
+def tag_of(cls: type[_Action]) -> str:
+    """The ``action`` tag an action class answers to (its ``Literal`` value)."""
+    return str(typing.get_args(cls.model_fields["action"].annotation)[0])
+
+
+ACTION_NAMES: tuple[str, ...] = tuple(tag_of(t) for t in ACTION_TYPES)
 TERMINAL_ACTIONS = frozenset({"done", "fail", "ask_user"})
-
-
-def action_name(action: _Action) -> str:
-    """The ``action`` tag of an action instance."""
-    return str(action.action)  # type: ignore[attr-defined]
 
 
 def summarize(action: _Action) -> str:

@@ -7,7 +7,7 @@ import unicodedata
 from actions.keys import parse_chord
 from actions.parse import ActionError
 from actions.resolved import Resolved
-from actions.types import AnyAction, Click, Drag, Hold, Key, Move, Scroll, Type, action_name
+from actions.types import AnyAction, Click, Drag, Hold, Key, Move, Scroll, Type
 from grounding.geometry import Point, View, box_to_screen
 
 # pyautogui's fail-safe fires when the pointer sits on a screen corner; a model answering
@@ -85,4 +85,4 @@ def _chord(text: str, label: str) -> tuple[str, ...]:
         raise ActionRejected(f"{label}: {exc}") from None
 
 
-__all__ = ["CORNER_MARGIN", "ActionRejected", "action_name", "validate"]
+__all__ = ["CORNER_MARGIN", "ActionRejected", "validate"]
