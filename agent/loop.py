@@ -80,6 +80,8 @@ def run_agent(task: str, *, runtime: Runtime, screen: Screen, device: InputDevic
     clock = clock or SystemClock()
     grammar = action_grammar(settings.allowed)
     reference = describe_actions(settings.allowed)
+    # A token is at least one character, so the longest answer the grammar admits bounds it.
+    answer_limit = max_answer_chars(settings.allowed) + 8
     steps: list[StepRecord] = []
     feedback: str | None = None
     errors = 0
@@ -102,7 +104,10 @@ def run_agent(task: str, *, runtime: Runtime, screen: Screen, device: InputDevic
             lap("preprocess")
             prompt = agent_prompt(task, actions_reference=reference, feedback=feedback,
                                   history=[s.to_prompt_line() for s in steps[-HISTORY_STEPS:]])
-            reply = runtime.complete(_request(prompt, image, grammar, settings))
+            reply = runtime.complete(Request(
+                prompt=prompt, image=image, mode=settings.mode, grammar=grammar,
+                max_answer_tokens=answer_limit, temperature=settings.temperature,
+                max_reasoning_tokens=settings.max_reasoning_tokens))
             lap("model")
         except RuntimeFailure as exc:
             return finish(Status.RUNTIME_ERROR, f"model runtime failed: {exc}")
@@ -141,14 +146,6 @@ def run_agent(task: str, *, runtime: Runtime, screen: Screen, device: InputDevic
         if terminal:
             return finish(*_terminal_status(action))
     return finish(Status.MAX_STEPS, f"step budget of {budget.max_steps} spent")
-
-
-def _request(prompt: str, image: ModelImage, grammar: str, settings: ModelSettings) -> Request:
-    # A token is at least one character, so the longest answer the grammar admits bounds it.
-    return Request(prompt=prompt, image=image, mode=settings.mode, grammar=grammar,
-                   max_answer_tokens=max_answer_chars(settings.allowed) + 8,
-                   max_reasoning_tokens=settings.max_reasoning_tokens,
-                   temperature=settings.temperature)
 
 
 def _terminal_status(action: AnyAction) -> tuple[Status, str]:
