@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent.records import RunResult, Status, StepRecord
+from grounding.preprocess import DEFAULT_MAX_PATCHES, DEFAULT_MIN_PATCHES
 from models.runtime import Mode
 
 log = logging.getLogger("deskpilot")
@@ -66,8 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.DIRECT.value,
                      help="direct answers, reasoning first, or the model's choice "
                           "(default direct)")
-    run.add_argument("--max-patches", type=_positive_int, default=3600, metavar="N",
-                     help="image budget in 16x16 patches (model limit and default 3600)")
+    run.add_argument("--max-patches", type=_patch_budget, default=DEFAULT_MAX_PATCHES,
+                     metavar="N",
+                     help=f"image budget in 16x16 patches, {DEFAULT_MIN_PATCHES}-"
+                          f"{DEFAULT_MAX_PATCHES} (the model's own limits; default "
+                          f"{DEFAULT_MAX_PATCHES})")
     run.add_argument("--dry-run", action="store_true",
                      help="decide and validate actions, but never move the mouse or type")
     run.add_argument("--runs-dir", type=Path, metavar="DIR", help="where run directories go")
@@ -112,6 +116,16 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _patch_budget(text: str) -> int:
+    # Outside the model's range llama.cpp resizes the image again and pads it with black
+    # bars, which would shift every box the model answers.
+    value = int(text)
+    if not DEFAULT_MIN_PATCHES <= value <= DEFAULT_MAX_PATCHES:
+        raise argparse.ArgumentTypeError(
+            f"must be between {DEFAULT_MIN_PATCHES} and {DEFAULT_MAX_PATCHES}, got {value}")
     return value
 
 
@@ -197,8 +211,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UserError(f"{exc} (nothing was done)") from None
     try:
         runtime = open_runtime(model=args.model, mmproj=args.mmproj, replay=args.replay,
-                               n_ctx=args.n_ctx, gpu_layers=args.gpu_layers,
-                               max_patches=args.max_patches)
+                               n_ctx=args.n_ctx, gpu_layers=args.gpu_layers)
     except (ModelError, RuntimeFailure, ValueError) as exc:
         screen.close()
         raise UserError(f"{exc} (nothing was done)") from None

@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 
 def open_runtime(*, model: str | None, mmproj: Path | None, replay: Path | None,
-                 n_ctx: int = 8192, gpu_layers: int = -1, max_patches: int = 3600,
+                 n_ctx: int = 8192, gpu_layers: int = -1,
                  models_dir: Path | None = None) -> Runtime:
     """A scripted runtime for ``replay``, a tiny random-weight model for ``tiny``, else the
     catalog model or GGUF path in ``model`` (the catalog's default when ``None``)."""
@@ -22,10 +22,11 @@ def open_runtime(*, model: str | None, mmproj: Path | None, replay: Path | None,
     from models.llamacpp import LlamaCppRuntime
 
     if model == "tiny":
-        from models.tiny import TinyShape, ensure_tiny_pair
+        from models.tiny import ensure_tiny_pair
 
-        shape = TinyShape.from_overrides(TinyShape.tiny(), max_patches=max_patches)
-        pair = ensure_tiny_pair(shape=shape)
+        # One cached pair serves every image budget: prepare() already keeps images inside
+        # the projector's limits, so nothing depends on the pair's own maximum.
+        pair = ensure_tiny_pair()
         log.info("tiny random-weight model at %s", pair.model.parent)
         return LlamaCppRuntime(pair.model, pair.mmproj, n_ctx=n_ctx, n_gpu_layers=gpu_layers)
     from models.catalog import DEFAULT_MODEL, default_models_dir, resolve_model

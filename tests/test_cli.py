@@ -114,3 +114,12 @@ def test_demo_replays_and_checks_the_screen(tmp_path: Path) -> None:
     out = _deskpilot("demo", "--runs-dir", str(tmp_path))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "REPLAY" in out.stdout and "matches" in out.stdout
+
+
+@pytest.mark.parametrize("budget", ["255", "3601"])
+def test_image_budget_outside_the_models_range_is_refused(
+        budget: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", "x", "--max-patches", budget])
+    assert info.value.code == 2
+    assert "must be between 256 and 3600" in capsys.readouterr().err
