@@ -6,11 +6,9 @@ import os
 from pathlib import Path
 
 from agent.cli import EXIT_FAILED, EXIT_OK, UserError, print_step
-from agent.demo import CALC_AT, EXPECTED, SCREEN, TASK, check_display, recorded_replies, xcalc_argv
-from agent.loop import Budget, run_agent
+from agent.demo import EXPECTED, SCREEN, check_display, replay_xcalc
 from agent.rundir import RunDir, RunDirError, default_runs_root
-from grounding.xvfb import DisplayError, launched, xvfb
-from models.scripted import ScriptedRuntime
+from grounding.xvfb import DisplayError, xvfb
 
 
 def run_demo(runs_dir: Path | None) -> int:
@@ -25,21 +23,11 @@ def run_demo(runs_dir: Path | None) -> int:
     try:
         with xvfb(*SCREEN) as display:
             os.environ["DISPLAY"] = display
-            from actions.executor import PyAutoGuiDevice
-            from grounding.capture import MssScreen
-
-            with launched(xcalc_argv("deskpilot-calc", CALC_AT), display,
-                          window="deskpilot-calc"):
-                screen = MssScreen()
-                runtime = ScriptedRuntime.from_jsonl(recorded_replies())
-                record.write_header({"task": TASK, "model": runtime.name, "replay": True})
-                result = run_agent(TASK, runtime=runtime, screen=screen,
-                                   device=PyAutoGuiDevice(), record=record,
-                                   budget=Budget(max_steps=8), on_step=print_step)
-                check = check_display(display, screen.grab().rgb, EXPECTED)
-                screen.close()
+            replay = replay_xcalc(display, record, on_step=print_step)
+            check = check_display(display, replay.after, EXPECTED)
     except DisplayError as exc:
         raise UserError(f"{exc}; `make deps` installs what the demo needs") from None
+    result = replay.result
     print(f"\n{result.status.value}: model answered {result.answer!r}")
     verdict = ("matches" if check.matches
                else f"does NOT match ({check.differing_pixels} pixels differ)")

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from agent.loop import Budget, run_agent
+from agent.records import RunResult, StepRecord
+from agent.rundir import RunDir
 from grounding.capture import MssScreen
 from grounding.xvfb import launched
+from models.scripted import ScriptedRuntime
 
 log = logging.getLogger(__name__)
 
@@ -80,5 +85,34 @@ def check_display(display: str, rgb: np.ndarray, expected: str) -> DisplayCheck:
     return DisplayCheck(diff == 0, diff)
 
 
-__all__ = ["CALC_AT", "EXPECTED", "SCREEN", "TASK", "DisplayCheck", "check_display",
-           "recorded_replies", "xcalc_argv"]
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A replayed run and the screen before and after it."""
+
+    result: RunResult
+    before: np.ndarray
+    after: np.ndarray
+
+
+def replay_xcalc(display: str, record: RunDir, *,
+                 on_step: Callable[[StepRecord], None] | None = None) -> Replay:
+    """Start the demo's xcalc on ``display`` and replay the recording through the real loop:
+    real screenshots, validation and pyautogui clicks. ``DISPLAY`` must already name it."""
+    from actions.executor import PyAutoGuiDevice
+    from grounding.capture import MssScreen
+
+    with launched(xcalc_argv("deskpilot-calc", CALC_AT), display, window="deskpilot-calc"):
+        screen = MssScreen()
+        try:
+            before = screen.grab().rgb
+            runtime = ScriptedRuntime.from_jsonl(recorded_replies())
+            record.write_header({"task": TASK, "model": runtime.name, "replay": True})
+            result = run_agent(TASK, runtime=runtime, screen=screen, device=PyAutoGuiDevice(),
+                               record=record, budget=Budget(max_steps=8), on_step=on_step)
+            return Replay(result, before, screen.grab().rgb)
+        finally:
+            screen.close()
+
+
+__all__ = ["CALC_AT", "EXPECTED", "SCREEN", "TASK", "DisplayCheck", "Replay", "check_display",
+           "recorded_replies", "replay_xcalc", "xcalc_argv"]

@@ -13,32 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from agent.demo import CALC_AT, TASK, check_display, recorded_replies, xcalc_argv
-from agent.loop import Budget, run_agent
+from agent.demo import check_display, replay_xcalc
 from agent.records import Outcome, Status
 from agent.rundir import RunDir
-from grounding.xvfb import launched
-from models.scripted import ScriptedRuntime
 
 pytestmark = pytest.mark.display
 
 
 def test_recorded_run_computes_15_on_real_xcalc(display: str, tmp_path: Path) -> None:
-    from actions.executor import PyAutoGuiDevice
-    from grounding.capture import MssScreen
+    replay = replay_xcalc(display, RunDir(tmp_path))
+    assert not check_display(display, replay.before, "15").matches  # it starts at 0
+    assert check_display(display, replay.after, "15").matches
+    assert not check_display(display, replay.after, "16").matches
 
-    with launched(xcalc_argv("deskpilot-calc", CALC_AT), display, window="deskpilot-calc"):
-        screen = MssScreen()
-        before = screen.grab().rgb
-        assert not check_display(display, before, "15").matches  # it starts at 0
-        result = run_agent(TASK, runtime=ScriptedRuntime.from_jsonl(recorded_replies()),
-                           screen=screen, device=PyAutoGuiDevice(), record=RunDir(tmp_path),
-                           budget=Budget(max_steps=8))
-        after = screen.grab().rgb
-        assert check_display(display, after, "15").matches
-        assert not check_display(display, after, "16").matches
-        screen.close()
-
+    result = replay.result
     assert result.status is Status.DONE and result.answer == "15"
     assert [s.outcome for s in result.steps] == [Outcome.EXECUTED] * 4 + [Outcome.TERMINAL]
     lines = (result.run_dir / "trajectory.jsonl").read_text().splitlines()
