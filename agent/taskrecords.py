@@ -1,0 +1,118 @@
+"""Typed records of task-file runs: one per scripted step, one per task, one per suite.
+
+They are the single source for the console lines, ``steps.jsonl``, the JUnit file, the JSON
+summary and the HTML report. Boxes and points are in screenshot pixels (the PNG the step saved),
+so a report can draw them straight onto the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from agent.records import StepRecord
+
+PixelBox = tuple[int, int, int, int]  # x1, y1, x2, y2 in screenshot pixels
+
+
+class Source(StrEnum):
+    """Where a step's target came from."""
+
+    OCR = "ocr"          # text found on the screen by rapidocr
+    MODEL = "model"      # the vision model located it (direct mode)
+    CACHE = "cache"      # a stored crop, verified on the current screen by template matching
+    COORDS = "coords"    # the task file gave the point itself
+
+
+class TaskStatus(StrEnum):
+    """How a task ended."""
+
+    PASSED = "passed"
+    FAILED = "failed"    # a step did not hold (expectation, grounding, model verdict)
+    ERROR = "error"      # setup broke, the display died, the runtime failed
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptStep:
+    """What one task-file step did."""
+
+    index: int                      # 1-based position in the task's steps
+    kind: str                       # click, type, key, expect, do, check, ...
+    label: str                      # the step as written, secrets replaced by placeholders
+    file_line: int                  # where the step starts in the task file
+    passed: bool
+    message: str                    # what happened, or why it failed
+    source: Source | None = None    # grounding source of a pointer step
+    box: PixelBox | None = None     # the target's box on the screenshot
+    point: tuple[int, int] | None = None  # where the pointer acted, on the screenshot
+    screenshot: str | None = None   # PNG path relative to the task's run directory
+    diff: str | None = None         # visual-regression difference image, same base
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds
+    model_text: str = ""            # reasoning and answer of any model call, as produced
+    candidates: tuple[str, ...] = ()  # other matches considered (ambiguous text, cache)
+    agent_steps: tuple[StepRecord, ...] = ()  # the loop's own steps for ``do:``
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (one ``steps.jsonl`` line)."""
+        data = asdict(self)
+        data["source"] = self.source.value if self.source is not None else None
+        data["agent_steps"] = [s.to_json() for s in self.agent_steps]
+        return data
+
+    def line(self) -> str:
+        """One human-readable console line."""
+        mark = "ok  " if self.passed else "FAIL"
+        via = f" via {self.source.value}" if self.source is not None else ""
+        return f"  {mark} {self.index:>2}. {self.label}{via} — {self.message} " \
+               f"({self.seconds * 1e3:.0f} ms)"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """The outcome of one task file."""
+
+    name: str
+    file: Path
+    status: TaskStatus
+    message: str
+    steps: tuple[ScriptStep, ...]
+    seconds: float
+    run_dir: Path | None = None
+
+    @property
+    def failed_step(self) -> ScriptStep | None:
+        """The step that ended the task, when one did."""
+        return next((s for s in self.steps if not s.passed), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict for the summary file."""
+        failed = self.failed_step
+        return {"name": self.name, "file": str(self.file), "status": self.status.value,
+                "message": self.message, "seconds": round(self.seconds, 3),
+                "steps": len(self.steps), "run_dir": str(self.run_dir) if self.run_dir else None,
+                "failed_step": None if failed is None else {
+                    "index": failed.index, "label": failed.label, "line": failed.file_line,
+                    "message": failed.message, "screenshot": failed.screenshot}}
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteResult:
+    """Every task of one ``deskpilot run FILE...`` invocation."""
+
+    tasks: tuple[TaskResult, ...]
+    seconds: float
+    started: str  # ISO 8601 local time
+    display: str = ""
+    screen_size: tuple[int, int] = (0, 0)
+
+    @property
+    def passed(self) -> bool:
+        """True when every task passed."""
+        return all(t.status is TaskStatus.PASSED for t in self.tasks)
+
+    def counts(self) -> dict[str, int]:
+        """How many tasks ended in each status."""
+        return {s.value: sum(t.status is s for t in self.tasks) for s in TaskStatus}
