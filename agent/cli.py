@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent.cli_tasks import parse_size
 from agent.records import RunResult, Status, StepRecord
 from grounding.preprocess import DEFAULT_MAX_PATCHES, DEFAULT_MIN_PATCHES
 from models.runtime import Mode
@@ -50,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Carry out TASK on the current display ($DISPLAY), one "
                                      "observe-think-act step at a time, printing a line per "
                                      "step.")
-    run.add_argument("task", help='what to do, in words: "open the calculator menu"')
+    run.add_argument("task", nargs="+", metavar="TASK|FILE",
+                     help='what to do, in words ("open the calculator menu"), or one or more '
+                          "YAML task files (docs/tasks.md)")
     run.add_argument("--model", default=None, metavar="NAME|PATH",
                      help="catalog name, path to a text GGUF, or 'tiny' for a random-weight "
                           "model made on the fly (default: the catalog's default model)")
@@ -79,6 +82,31 @@ def build_parser() -> argparse.ArgumentParser:
                      help="llama.cpp context size (default 8192)")
     run.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
                      help="layers to offload to the GPU (-1 all, 0 CPU only)")
+    files = run.add_argument_group(
+        "task files", "run FILE.yaml... as UI tests: exit 0 when every task passed, 1 when a "
+                      "step failed, 2 on bad input (checked before anything runs)")
+    files.add_argument("--headless", action="store_true",
+                       help="no interactive interface; start a private Xvfb when there is no "
+                            "display")
+    files.add_argument("--xvfb", action="store_true",
+                       help="always run on a private Xvfb display, even when one is set")
+    files.add_argument("--screen-size", type=parse_size, default=(1280, 800), metavar="WxH",
+                       help="size of the private display (default 1280x800)")
+    files.add_argument("--junit", type=Path, metavar="FILE",
+                       help="write a JUnit XML file: one test case per task")
+    files.add_argument("--report", type=Path, metavar="DIR",
+                       help="write a self-contained HTML report (DIR/index.html)")
+    files.add_argument("--summary", type=Path, metavar="FILE", help="write a JSON summary")
+    files.add_argument("--cache", choices=["read-write", "read-only", "off"],
+                       default="read-write",
+                       help="grounding cache: reuse verified targets and store new ones "
+                            "(read-write, default), reuse only and fail on a stale entry "
+                            "(read-only, for CI), or ground every time (off)")
+    files.add_argument("--cache-dir", type=Path, metavar="DIR",
+                       help="where cached targets live (default: deskpilot-cache/ next to "
+                            "each task file)")
+    files.add_argument("--update-baselines", action="store_true",
+                       help="store this run's screenshots as the new visual baselines")
     run.add_argument("--temperature", type=float, default=None, metavar="T",
                      help="sampling temperature (default 0, greedy; 0.8 with --model tiny, "
                           "whose greedy answer would be the same every step)")
@@ -189,6 +217,21 @@ def _temperature(args: argparse.Namespace) -> float:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from agent.cli_tasks import is_task_file, run_task_files
+
+    if any(is_task_file(a) for a in args.task):
+        return run_task_files(args)
+    if len(args.task) > 1:
+        raise UserError(f"got {len(args.task)} arguments; put a task in words in quotes: "
+                        f'deskpilot run "{" ".join(args.task)}"')
+    if args.headless or args.xvfb:
+        raise UserError("--headless and --xvfb run task files (FILE.yaml); a task in words "
+                        "runs on the current display")
+    args.task = args.task[0]
+    return _cmd_run_words(args)
+
+
+def _cmd_run_words(args: argparse.Namespace) -> int:
     from actions.executor import PyAutoGuiDevice
     from agent.loop import Budget, ModelSettings, run_agent
     from agent.rundir import RunDir, RunDirError, default_runs_root

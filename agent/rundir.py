@@ -68,13 +68,20 @@ class RunDir:
 
     def save_screenshot(self, index: int, rgb: np.ndarray) -> str:
         """Store a step's screenshot as PNG; returns its path relative to the run directory."""
-        rel = f"screens/step-{index:04d}.png"
-        target = self.path / rel
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        return self.save_image(f"step-{index:04d}", rgb)
+
+    def save_image(self, name: str, rgb: np.ndarray) -> str:
+        """Store an image as ``screens/NAME.png``; returns its path relative to the run."""
+        rel = f"screens/{name}.png"
+        fd = os.open(self.path / rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             # Level 1: the screenshot is evidence, not an archive; fast beats small here.
             Image.fromarray(rgb).save(fh, format="PNG", compress_level=1)
         return rel
+
+    def write_lines(self, name: str, lines: list[str]) -> None:
+        """Write a JSON-lines (or text) file of the run, privately."""
+        _private_write(self.path / name, "".join(line + "\n" for line in lines).encode())
 
     def append(self, step: StepRecord) -> None:
         """Append one step to the trajectory and flush it to disk."""
@@ -85,6 +92,10 @@ class RunDir:
         """Write the run's outcome next to its header."""
         self._json("result.json", {"status": result.status.value, "message": result.message,
                                    "steps": len(result.steps), "answer": result.answer})
+
+    def finish_task(self, data: dict[str, Any]) -> None:
+        """Write a task file's outcome next to its header."""
+        self._json("result.json", data)
 
     def _json(self, name: str, data: dict[str, Any]) -> None:
         _private_write(self.path / name, (json.dumps(data, indent=2) + "\n").encode())

@@ -1,0 +1,148 @@
+"""How long one OCR grounding takes: real apps on a private Xvfb, read and matched step by step."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from grounding.capture import MssScreen
+from grounding.ocr import PixelBox, RapidOcrReader, TextReader
+from grounding.textmatch import TextLookupError, find_text
+from grounding.xvfb import launched, wait_for_window, xvfb
+
+log = logging.getLogger(__name__)
+
+CALC_AT = (400, 150)
+EDIT_GEOMETRY = "700x500+900+150"
+TERM_GEOMETRY = "80x20+100+650"
+QUERIES = ("AC", "Save", "sin", "Quit", "DEG")   # all on screen: xcalc buttons, xedit commands
+CALC_QUERIES = ("AC", "sin", "DEG")
+REGION_MARGIN = 20
+# Windows are mapped before their widgets are drawn; without a window manager nothing says
+# when painting is done, and a blank first frame would time an empty read.
+SETTLE_S = 0.5
+
+
+def bench_ocr(width: int = 1920, height: int = 1080, steps: int = 10) -> dict[str, object]:
+    """Time ``steps`` full-screen and ``steps`` xcalc-region groundings (read + find_text)."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    reader = RapidOcrReader()
+    with xvfb(width, height) as display, _display_env(display), _apps(display) as apps:
+        calc = _window_box(display, "Calculator", width, height)
+        time.sleep(SETTLE_S)
+        screen = MssScreen(1)
+        try:
+            first_ms, _, _ = _ground(reader, screen.grab().rgb, QUERIES[0])
+            full = [_ground(reader, screen.grab().rgb, QUERIES[i % len(QUERIES)])
+                    for i in range(steps)]
+            part = [_ground(reader, screen.grab().rgb, CALC_QUERIES[i % len(CALC_QUERIES)], calc)
+                    for i in range(steps)]
+        finally:
+            screen.close()
+    times = [ms for ms, _, _ in full]
+    region_times = [ms for ms, _, _ in part]
+    return {
+        "reader": reader.name,
+        "size": f"{width}x{height}",
+        "apps": apps,
+        "steps": steps,
+        "first_call_ms": round(first_ms, 1),
+        "median_ms": _pct(times, 50),
+        "p90_ms": _pct(times, 90),
+        "min_ms": round(min(times), 1),
+        "text_items": full[-1][2],
+        "found": sum(ok for _, ok, _ in full),
+        "region": list(calc),
+        "region_median_ms": _pct(region_times, 50),
+        "region_min_ms": round(min(region_times), 1),
+        "region_found": sum(ok for _, ok, _ in part),
+    }
+
+
+def _ground(reader: TextReader, rgb: np.ndarray, query: str,
+            region: PixelBox | None = None) -> tuple[float, bool, int]:
+    """One timed grounding: (milliseconds, whether the query was found, lines read)."""
+    start = time.perf_counter()
+    lines = reader.read(rgb, region)
+    try:
+        match = find_text(lines, query, region=region)
+    except TextLookupError as exc:
+        found = False
+        log.warning("%s", exc)
+    else:
+        found = True
+        log.debug("%r -> %r at %s (%s)", query, match.text, match.box, match.how)
+    ms = (time.perf_counter() - start) * 1000
+    log.info("%s%s: %.0f ms, %d lines", query, "" if region is None else " (region)", ms,
+             len(lines))
+    return ms, found, len(lines)
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 1)
+
+
+@contextlib.contextmanager
+def _display_env(display: str) -> Iterator[None]:
+    """Point DISPLAY (read by mss when it connects) at ``display``, and put it back after."""
+    old = os.environ.get("DISPLAY")
+    os.environ["DISPLAY"] = display
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("DISPLAY", None)
+        else:
+            os.environ["DISPLAY"] = old
+
+
+@contextlib.contextmanager
+def _apps(display: str) -> Iterator[list[str]]:
+    """xcalc and xedit (on a small text file), and xterm when it is installed."""
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="deskpilot-bench-")))
+        notes = tmp / "notes.txt"
+        notes.write_text("Meeting notes\nBuy milk and bread\n", encoding="utf-8")
+        stack.enter_context(launched(
+            ["xcalc", "-geometry", f"+{CALC_AT[0]}+{CALC_AT[1]}"], display, window="Calculator"))
+        stack.enter_context(launched(
+            ["xedit", "-geometry", EDIT_GEOMETRY, str(notes)], display, window="xedit"))
+        apps = ["xcalc", "xedit"]
+        if shutil.which("xterm") is not None:
+            stack.enter_context(launched(
+                ["xterm", "-geometry", TERM_GEOMETRY], display, window="xterm"))
+            apps.append("xterm")
+        yield apps
+
+
+def _window_box(display: str, name: str, width: int, height: int) -> PixelBox:
+    """The named window's rectangle with a margin, clipped to the screen."""
+    window = wait_for_window(display, name)
+    out = subprocess.run(["xdotool", "getwindowgeometry", "--shell", window],
+                         env={**os.environ, "DISPLAY": display}, capture_output=True,
+                         text=True, check=True)
+    geo = dict(line.split("=", 1) for line in out.stdout.split() if "=" in line)
+    x, y, w, h = (int(geo[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
+    m = REGION_MARGIN
+    return (max(x - m, 0), max(y - m, 0), min(x + w + m, width), min(y + h + m, height))
+
+
+def main() -> None:
+    """Run the benchmark with its defaults and print the figures as JSON."""
+    logging.basicConfig(level=logging.WARNING)
+    print(json.dumps(bench_ocr(), indent=2))
+
+
+if __name__ == "__main__":
+    main()

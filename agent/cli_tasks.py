@@ -1,0 +1,162 @@
+"""``deskpilot run FILE.yaml...``: task files on this display or a private one, with reports."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.taskfile import Task, TaskFileError, load_tasks
+from agent.taskrecords import ScriptStep, SuiteResult, TaskResult, TaskStatus
+
+if TYPE_CHECKING:
+    from models.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+TASK_SUFFIXES = (".yaml", ".yml")
+
+
+def is_task_file(argument: str) -> bool:
+    """True when a ``run`` argument names a task file rather than a task in words."""
+    return argument.lower().endswith(TASK_SUFFIXES)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``1920x1080`` → ``(1920, 1080)``, within what Xvfb and the model handle."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if not (320 <= width <= 7680 and 240 <= height <= 4320):
+        raise argparse.ArgumentTypeError(f"{text} is outside 320x240 .. 7680x4320")
+    return width, height
+
+
+def run_task_files(args: argparse.Namespace) -> int:
+    """Load every file (exit 2 on any problem, before anything runs), run them, report."""
+    from agent.cli import UserError
+
+    bad = [a for a in args.task if not is_task_file(a)]
+    if bad:
+        raise UserError(f"{bad[0]!r} is not a task file (.yaml/.yml); a task in words is one "
+                        "quoted argument")
+    try:
+        tasks = load_tasks(Path(a) for a in args.task)
+    except TaskFileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"deskpilot: {len(exc.problems)} problem(s) in the task files; nothing was run",
+              file=sys.stderr)
+        return EXIT_USAGE
+    for path in (args.junit, args.summary):
+        if path is not None and path.is_dir():
+            raise UserError(f"{path} is a directory; give a file name")
+    new_display = args.xvfb or (args.headless and not os.environ.get("DISPLAY"))
+    if not new_display and not os.environ.get("DISPLAY"):
+        raise UserError("no display: DISPLAY is not set (add --headless to run on a private "
+                        "Xvfb display)")
+    return _run(tasks, args, new_display=bool(new_display))
+
+
+def _run(tasks: list[Task], args: argparse.Namespace, *, new_display: bool) -> int:
+    from actions.executor import PyAutoGuiDevice
+    from agent.cache import CacheMode
+    from agent.cli import UserError, _temperature
+    from agent.headless import run_display
+    from agent.loop import ModelSettings, SystemClock
+    from agent.rundir import default_runs_root
+    from agent.steps import ModelAccess
+    from agent.taskrun import Services, run_suite
+    from grounding.capture import CaptureError, MssScreen
+    from grounding.ocr import RapidOcrReader
+    from grounding.xvfb import DisplayError
+    from models.runtime import Mode
+
+    opener = _model_opener(args) if any(t.needs_model for t in tasks) else None
+    model = ModelAccess(opener, ModelSettings(mode=Mode(args.mode), max_patches=args.max_patches,
+                                              temperature=_temperature(args)))
+    try:
+        with run_display(new=new_display, size=args.screen_size) as (display, started):
+            try:
+                screen = MssScreen(monitor=args.monitor)
+                geometry = screen.geometry()
+            except (CaptureError, ValueError) as exc:
+                raise UserError(str(exc)) from None
+            where = "a private Xvfb" if started else "this display"
+            print(f"{len(tasks)} task file(s) on {where} {display} "
+                  f"({geometry.pixel_width}x{geometry.pixel_height}); cache {args.cache}",
+                  flush=True)
+            services = Services(
+                screen=screen, device=PyAutoGuiDevice(), reader=RapidOcrReader(),
+                cache_mode=CacheMode(args.cache), cache_dir=args.cache_dir, model=model,
+                clock=SystemClock(), display=display,
+                runs_root=args.runs_dir or default_runs_root(),
+                update_baselines=args.update_baselines)
+            try:
+                suite = run_suite(tasks, services, on_task=_print_task, on_step=_print_step,
+                                  on_result=_print_result)
+            finally:
+                model.close()
+                screen.close()
+    except DisplayError as exc:
+        raise UserError(str(exc)) from None
+    return _write_outputs(suite, args)
+
+
+def _model_opener(args: argparse.Namespace) -> Callable[[], Runtime]:
+    """Check now that a model can be had (exit 2 if not); open it on the first model step."""
+    from agent.cli import UserError
+    from agent.runtimes import open_runtime
+    from models.catalog import DEFAULT_MODEL, ModelError, resolve_model
+
+    if args.replay is None and args.model != "tiny":
+        try:
+            resolve_model(args.model or DEFAULT_MODEL, mmproj=args.mmproj)
+        except (ModelError, ValueError) as exc:
+            raise UserError(f"these tasks have model steps: {exc}") from None
+
+    def opener() -> Runtime:
+        return open_runtime(model=args.model, mmproj=args.mmproj, replay=args.replay,
+                            n_ctx=args.n_ctx, gpu_layers=args.gpu_layers)
+    return opener
+
+
+def _print_task(task: Task) -> None:
+    print(f"\n▶ {task.name}  ({task.path})", flush=True)
+
+
+def _print_step(step: ScriptStep) -> None:
+    print(step.line(), flush=True)
+
+
+def _print_result(result: TaskResult) -> None:
+    word = {TaskStatus.PASSED: "PASSED", TaskStatus.FAILED: "FAILED",
+            TaskStatus.ERROR: "ERROR"}[result.status]
+    print(f"  {word} in {result.seconds:.1f}s: {result.message}\n  run: {result.run_dir}",
+          flush=True)
+
+
+def _write_outputs(suite: SuiteResult, args: argparse.Namespace) -> int:
+    from agent.junit import write_junit
+    from agent.report import write_report
+    from agent.summary import write_summary
+
+    counts = suite.counts()
+    print(f"\n{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors "
+          f"in {suite.seconds:.1f}s")
+    if args.junit is not None:
+        write_junit(args.junit, suite)
+        print(f"junit:   {args.junit}")
+    if args.summary is not None:
+        write_summary(args.summary, suite)
+        print(f"summary: {args.summary}")
+    if args.report is not None:
+        index = write_report(args.report, suite)
+        print(f"report:  {index}")
+    return EXIT_OK if suite.passed else EXIT_FAILED

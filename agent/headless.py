@@ -1,0 +1,35 @@
+"""The display a task-file run acts on: the current one, or a private Xvfb of its own."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from grounding.xvfb import xvfb
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def run_display(*, new: bool, size: tuple[int, int]) -> Iterator[tuple[str, bool]]:
+    """Yield ``(display, started)``: ``$DISPLAY`` unless ``new`` or unset, else a fresh Xvfb.
+
+    ``DISPLAY`` is pointed at the display for the duration, so the input device and the
+    capture backend (which read it when first used) act on the same screen.
+    """
+    current = os.environ.get("DISPLAY")
+    if current and not new:
+        yield current, False
+        return
+    with xvfb(*size) as name:
+        log.info("started Xvfb %s at %dx%d", name, *size)
+        os.environ["DISPLAY"] = name
+        try:
+            yield name, True
+        finally:
+            if current is None:
+                os.environ.pop("DISPLAY", None)
+            else:
+                os.environ["DISPLAY"] = current

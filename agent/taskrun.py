@@ -1,0 +1,202 @@
+"""Run loaded task files: setup, steps in order until one fails, teardown, and the records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from actions.executor import InputDevice, release_all
+from agent.cache import CacheMode, GroundingCache
+from agent.loop import Clock
+from agent.rundir import RunDir
+from agent.steps import ModelAccess, StepContext, run_step
+from agent.taskfile import Task, WaitForWindow, redact, substitute
+from agent.taskrecords import ScriptStep, SuiteResult, TaskResult, TaskStatus
+from grounding.capture import CaptureError, Screen
+from grounding.ocr import TextReader
+from grounding.textmatch import TextLookupError, find_text
+from grounding.xvfb import DisplayError, wait_for_window
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR = "deskpilot-cache"  # next to the task files, so a repository can keep it
+
+
+class SetupError(RuntimeError):
+    """A task's setup could not be completed (a program missing, a window that never came)."""
+
+
+@dataclass
+class Services:
+    """The collaborators every task of a run shares."""
+
+    screen: Screen
+    device: InputDevice
+    reader: TextReader
+    cache_mode: CacheMode
+    cache_dir: Path | None  # None: ``deskpilot-cache/`` next to each task file
+    model: ModelAccess
+    clock: Clock
+    display: str
+    runs_root: Path
+    update_baselines: bool = False
+    settle_s: float = 2.0
+
+
+def slug(name: str) -> str:
+    """A file-system-safe form of a task name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.").lower()[:60] or "task"
+
+
+def run_suite(tasks: Sequence[Task], services: Services, *,
+              on_task: Callable[[Task], None] | None = None,
+              on_step: Callable[[ScriptStep], None] | None = None,
+              on_result: Callable[[TaskResult], None] | None = None) -> SuiteResult:
+    """Run every task in order (a failed task does not stop the others)."""
+    started = dt.datetime.now().astimezone()
+    t0 = services.clock.now()
+    results = []
+    for task in tasks:
+        if on_task is not None:
+            on_task(task)
+        result = run_task(task, services, on_step=on_step)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    geometry = services.screen.geometry()
+    return SuiteResult(tuple(results), services.clock.now() - t0,
+                       started.isoformat(timespec="seconds"), services.display,
+                       (geometry.pixel_width, geometry.pixel_height))
+
+
+def run_task(task: Task, services: Services, *,
+             on_step: Callable[[ScriptStep], None] | None = None) -> TaskResult:
+    """Set up, run the steps until one fails, and tear down; never raises for a task's fault."""
+    clock = services.clock
+    start = clock.now()
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    record = RunDir(services.runs_root, name=f"{stamp}-{slug(task.name)}")
+    record.write_header({"task": task.name, "file": str(task.path), "display": services.display,
+                         "steps": [s.label for s in task.steps], "allow": sorted(task.allow)})
+    steps: list[ScriptStep] = []
+
+    def finish(status: TaskStatus, message: str) -> TaskResult:
+        message = redact(message, task.secrets)
+        record.write_lines("steps.jsonl", [json.dumps(s.to_json(), ensure_ascii=False)
+                                           for s in steps])
+        result = TaskResult(task.name, task.path, status, message, tuple(steps),
+                            clock.now() - start, record.path)
+        record.finish_task(result.to_json())
+        return result
+
+    work_dir = Path(tempfile.mkdtemp(prefix=f"deskpilot-{slug(task.name)}-"))
+    values = {"work_dir": str(work_dir), "task_dir": str(task.path.parent.resolve()),
+              **{name: v.value for name, v in task.variables.items()}}
+    ctx = StepContext(task=task, screen=services.screen, device=services.device,
+                      reader=services.reader, model=services.model,
+                      cache=GroundingCache(services.cache_dir or task.path.parent / CACHE_DIR,
+                                           services.cache_mode),
+                      clock=clock, record=record, values=values,
+                      baselines=task.path.parent / "baselines" / slug(task.name),
+                      update_baselines=services.update_baselines,
+                      deadline=start + task.budget.timeout_s, settle_s=services.settle_s)
+    try:
+        with ExitStack() as stack:
+            try:
+                for launch in task.setup.launch:
+                    stack.enter_context(_launched(substitute(launch.command, values),
+                                                  services, record, ctx, launch.wait_for))
+                if task.setup.wait_for is not None:
+                    _wait_setup(task.setup.wait_for, services, ctx)
+            except SetupError as exc:
+                return finish(TaskStatus.ERROR, f"setup: {exc}")
+            for index, step in enumerate(task.steps, 1):
+                if clock.now() >= ctx.deadline:
+                    return finish(TaskStatus.FAILED, f"timed out after {task.budget.timeout_s:g}s "
+                                                     f"before step {index}")
+                result = run_step(step, index, ctx)
+                steps.append(result)
+                if on_step is not None:
+                    on_step(result)
+                if not result.passed:
+                    return finish(TaskStatus.FAILED, f"step {index} ({step.label}, line "
+                                                     f"{step.line}): {result.message}")
+            return finish(TaskStatus.PASSED, f"{len(steps)} steps passed")
+    except (CaptureError, DisplayError) as exc:
+        return finish(TaskStatus.ERROR, f"the display failed: {exc}")
+    except KeyboardInterrupt:
+        finish(TaskStatus.ERROR, "interrupted by the person")
+        raise
+    finally:
+        release_all(services.device)
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+@contextmanager
+def _launched(command: str, services: Services, record: RunDir, ctx: StepContext,
+              wait: WaitForWindow | None) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a setup program (no shell), wait for it when asked, and stop it afterwards."""
+    argv = shlex.split(command)
+    if shutil.which(argv[0]) is None:
+        raise SetupError(f"{argv[0]} is not installed or not on PATH")
+    log_path = record.path / f"launch-{slug(Path(argv[0]).name)}.log"
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        proc = subprocess.Popen(argv, env={**os.environ, "DISPLAY": services.display},
+                                stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
+                                start_new_session=True)
+    except OSError as exc:
+        raise SetupError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    try:
+        if wait is not None:
+            _wait_setup(wait, services, ctx, proc)
+        yield proc
+    finally:
+        _stop(proc)
+
+
+def _wait_setup(wait: WaitForWindow, services: Services, ctx: StepContext,
+                proc: subprocess.Popen[bytes] | None = None) -> None:
+    if wait.window is not None:
+        try:
+            wait_for_window(services.display, wait.window, timeout_s=wait.timeout_s)
+        except DisplayError as exc:
+            exited = "" if proc is None or proc.poll() is None else \
+                f" (the program exited with status {proc.returncode})"
+            raise SetupError(f"{exc}{exited}") from None
+        return
+    deadline = services.clock.now() + wait.timeout_s
+    query = substitute(wait.text or "", ctx.values)
+    while True:
+        try:
+            find_text(services.reader.read(services.screen.grab().rgb), query)
+            return
+        except TextLookupError as exc:
+            if services.clock.now() >= deadline:
+                raise SetupError(f"{exc} within {wait.timeout_s:g}s") from None
+        services.clock.sleep(0.3)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ask a setup program to exit, and insist after five seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
