@@ -12,6 +12,11 @@ brightness and contrast changes (an inactive window dimmed by the compositor, a 
 keeps it in [-1, 1] whatever the crop, so one threshold means the same for every target.
 Grayscale is a third of the work and keeps what identifies a UI element (text, edges, icon
 shapes); the price is that two elements differing only in hue at equal luminance look alike.
+
+cv2's float32 map only proposes places; each one is then scored exactly (float64) on the whole
+crop *and* on the target's own box, and the lower of the two decides. A small target in busy
+surroundings would otherwise still "match" after it disappeared (the context alone scores
+~0.97 when a faint 8x8 icon is removed from a 60x60 crop).
 """
 
 from __future__ import annotations
@@ -101,7 +106,10 @@ class Snippet:
 
 @dataclass(frozen=True, slots=True)
 class Located:
-    """Where a snippet's target is on the current screen."""
+    """Where a snippet's target is on the current screen.
+
+    ``score`` is the lower of the crop's and the target box's own correlation there (at most 1).
+    """
 
     box: PixelBox
     score: float
@@ -133,8 +141,10 @@ def cut(rgb: np.ndarray, box: PixelBox, *, pad: int = 24) -> Snippet:
 def locate(rgb: np.ndarray, snippet: Snippet, *, threshold: float = 0.9) -> Located:
     """Find the snippet's target on ``rgb``: at its stored place if it is there, else anywhere.
 
-    Raises :class:`NotOnScreen` when no place scores ``threshold`` and :class:`AmbiguousMatch`
-    when places more than half a crop apart both do.
+    The stored place wins when it scores ``threshold`` (within a few pixels, so a small jitter
+    is measured), even if a copy of the element is elsewhere. Otherwise the whole screen is
+    searched: :class:`NotOnScreen` when no place scores ``threshold``, :class:`AmbiguousMatch`
+    when places more than half a crop apart both do, else the one place, relocated.
     """
     _check_rgb(rgb, "screenshot")
     if not 0.0 < threshold <= 1.0:
