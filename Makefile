@@ -9,16 +9,25 @@ BIN    := $(VENV)/bin
 # x11-utils: xwininfo/xprop for debugging a display; xfonts-base: the "fixed" font Xvfb and
 # xcalc need (only a recommendation of xvfb, and we install without recommendations).
 DEB_PACKAGES := xvfb xfonts-base x11-apps xdotool x11-utils
+# chromium: only the tests need it, to render the HTML report to a PNG.
+DEB_TEST_PACKAGES := chromium
+DEMO_OUT := demo-out
 
-.PHONY: all deps venv test lint demo clean
+.PHONY: all deps test-deps apt-install venv test lint demo clean
 
 all: test
 
 deps:
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(DEB_PACKAGES)"
+
+test-deps:
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(DEB_PACKAGES) $(DEB_TEST_PACKAGES)"
+
+apt-install:
 	@command -v dpkg >/dev/null 2>&1 || { \
 	  echo "This Makefile installs Debian packages; on another system install Xvfb, xcalc and xdotool yourself."; exit 0; }; \
 	missing=""; \
-	for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -44,11 +53,21 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: deps venv lint
+test: test-deps venv lint
 	$(BIN)/pytest
 
+# The examples on a private Xvfb with real xcalc and xedit, no model: first grounded by OCR
+# (and cached), then replayed from the cache, every entry verified on screen before a click.
 demo: deps venv
-	$(BIN)/deskpilot demo
+	rm -rf $(DEMO_OUT)
+	$(BIN)/deskpilot run examples/*.yaml --headless --xvfb --cache-dir $(DEMO_OUT)/cache \
+	  --runs-dir $(DEMO_OUT)/runs --junit $(DEMO_OUT)/junit.xml \
+	  --summary $(DEMO_OUT)/summary.json --report $(DEMO_OUT)/report
+	@echo; echo "== again, from the verified cache (--cache read-only) =="
+	$(BIN)/deskpilot run examples/*.yaml --headless --xvfb --cache read-only \
+	  --cache-dir $(DEMO_OUT)/cache --runs-dir $(DEMO_OUT)/runs \
+	  --junit $(DEMO_OUT)/replay/junit.xml --summary $(DEMO_OUT)/replay/summary.json \
+	  --report $(DEMO_OUT)/replay/report
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache build *.egg-info

@@ -168,8 +168,13 @@ def _act(ctx: StepContext, draft: _Draft, action: AnyAction, frame: Frame) -> No
 
 
 def _norm_box(box: PixelBox, frame: Frame) -> tuple[float, float, float, float]:
-    w, h = frame.width, frame.height
-    return (box[0] / w, box[1] / h, min(box[2], w) / w, min(box[3], h) / h)
+    """A zero-size normalized box on the middle of the centre pixel of ``box``.
+
+    Aiming at the pixel's middle keeps float rounding from moving the click by one pixel.
+    """
+    cx, cy = _center(box)
+    nx, ny = (cx + 0.5) / frame.width, (cy + 0.5) / frame.height
+    return (nx, ny, nx, ny)
 
 
 def _center(box: PixelBox) -> tuple[int, int]:

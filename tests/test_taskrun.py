@@ -1,0 +1,273 @@
+"""Task runs with fakes: a drawn screen, scripted OCR, a scripted model and a recording device."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from actions.executor import RecordingDevice
+from agent.cache import CacheMode
+from agent.loop import ModelSettings
+from agent.steps import ModelAccess
+from agent.taskfile import load_task
+from agent.taskrecords import Source, TaskStatus
+from agent.taskrun import Services, run_task
+from grounding.capture import FakeScreen
+from grounding.ocr import FakeReader, TextBox, TextLine
+from models.runtime import Mode, Reply
+from models.scripted import ScriptedRuntime
+
+W, H = 800, 600
+BUTTON = (80, 30)
+
+
+class FakeClock:
+    """Advances only when something sleeps."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def draw(buttons: dict[str, tuple[int, int]], *, fill: str = "#dddddd") -> np.ndarray:
+    """A grey screen with labelled, outlined buttons at the given top-left corners."""
+    image = Image.new("RGB", (W, H), "#808080")
+    pen = ImageDraw.Draw(image)
+    for i, (label, (x, y)) in enumerate(buttons.items()):
+        pen.rectangle((x, y, x + BUTTON[0], y + BUTTON[1]), fill=fill, outline="black", width=2)
+        pen.text((x + 10 + 3 * i, y + 8), label, fill="black")
+        pen.line((x + 5, y + 25, x + 20 + 7 * i, y + 25), fill="#204080", width=2)
+    return np.asarray(image)
+
+
+def lines(buttons: dict[str, tuple[int, int]]) -> list[TextLine]:
+    """What OCR would read off :func:`draw`'s buttons."""
+    out = []
+    for label, (x, y) in buttons.items():
+        box = (x + 10, y + 8, x + 10 + 7 * len(label), y + 20)
+        out.append(TextLine(label, box, 0.99, (TextBox(label, box, 0.99),)))
+    return out
+
+
+def centre(x: int, y: int) -> tuple[int, int]:
+    """Where a click on a button drawn at (x, y) lands (the centre of its text box)."""
+    box = (x + 10, y + 8, x + 10 + 7 * 4, y + 20)
+    return (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
+
+
+def task_file(tmp_path: Path, body: str, name: str = "t") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"name: {name}\n{body}")
+    return path
+
+
+def services(tmp_path: Path, screen: np.ndarray, reader: FakeReader, *,
+             mode: CacheMode = CacheMode.READ_WRITE, runtime: ScriptedRuntime | None = None,
+             device: RecordingDevice | None = None) -> Services:
+    return Services(
+        screen=FakeScreen(screen), device=device or RecordingDevice(), reader=reader,
+        cache_mode=mode, cache_dir=tmp_path / "cache",
+        model=ModelAccess(None if runtime is None else (lambda: runtime),
+                          ModelSettings(max_patches=256)),
+        clock=FakeClock(), display=":none", runs_root=tmp_path / "runs")
+
+
+def moves(device: RecordingDevice) -> list[tuple[int, int]]:
+    return [(c[1], c[2]) for c in device.calls if c[0] == "move"]
+
+
+SAVE = {"Save": (100, 100), "Load": (300, 100), "Quit": (500, 100)}
+
+
+def test_click_by_text_clicks_the_ocr_box_and_records_the_source(tmp_path: Path) -> None:
+    path = task_file(tmp_path, "steps:\n  - click: Save\n")
+    svc = services(tmp_path, draw(SAVE), FakeReader(lines(SAVE)))
+    result = run_task(load_task(path), svc)
+    assert result.status is TaskStatus.PASSED, result.message
+    step = result.steps[0]
+    assert step.source is Source.OCR and "cached" in step.message
+    assert moves(svc.device) == [centre(100, 100)]  # type: ignore[arg-type]
+    assert step.point == centre(100, 100)
+    assert result.run_dir is not None and (result.run_dir / str(step.screenshot)).is_file()
+    records = (result.run_dir / "steps.jsonl").read_text().splitlines()
+    assert json.loads(records[0])["source"] == "ocr"
+
+
+def test_cache_hit_relocates_a_moved_target_without_ocr(tmp_path: Path) -> None:
+    path = task_file(tmp_path, "steps:\n  - click: Save\n")
+    run_task(load_task(path), services(tmp_path, draw(SAVE), FakeReader(lines(SAVE))))
+    moved = {k: (x + 40, y + 25) for k, (x, y) in SAVE.items()}
+    blind = FakeReader([])  # OCR would find nothing: only the verified cache can ground it
+    svc = services(tmp_path, draw(moved), blind, mode=CacheMode.READ_ONLY)
+    result = run_task(load_task(path), svc)
+    assert result.status is TaskStatus.PASSED, result.message
+    step = result.steps[0]
+    assert step.source is Source.CACHE and "relocated by (40, 25)" in step.message
+    assert moves(svc.device) == [centre(140, 125)]  # type: ignore[arg-type]
+    assert blind.calls == []
+
+
+def test_stale_cache_in_read_only_mode_refuses_and_never_clicks(tmp_path: Path) -> None:
+    path = task_file(tmp_path, "steps:\n  - click: Save\n")
+    run_task(load_task(path), services(tmp_path, draw(SAVE), FakeReader(lines(SAVE))))
+    gone = {"Load": (300, 100), "Quit": (500, 100)}
+    # OCR misreads something as "Save": a cache that trusted position alone would click there.
+    liar = FakeReader(lines({"Save": (100, 100)}))
+    svc = services(tmp_path, draw(gone), liar, mode=CacheMode.READ_ONLY)
+    result = run_task(load_task(path), svc)
+    assert result.status is TaskStatus.FAILED
+    assert "refusing to click" in result.steps[0].message
+    assert svc.device.calls == [] or all(  # type: ignore[attr-defined]
+        c[0] in {"button_up", "key_up"} for c in svc.device.calls)  # type: ignore[attr-defined]
+    assert liar.calls == []
+
+
+def test_stale_cache_in_read_write_mode_falls_back_to_grounding_and_restores(
+        tmp_path: Path) -> None:
+    path = task_file(tmp_path, "steps:\n  - click: Save\n")
+    run_task(load_task(path), services(tmp_path, draw(SAVE), FakeReader(lines(SAVE))))
+    restyled = {"Load": (300, 100), "Save": (120, 300)}  # drawn differently: 2nd button
+    svc = services(tmp_path, draw(restyled, fill="#a0e0a0"), FakeReader(lines(restyled)))
+    result = run_task(load_task(path), svc)
+    step = result.steps[0]
+    assert result.status is TaskStatus.PASSED, result.message
+    assert step.source is Source.OCR and "stale" in step.message and "cached" in step.message
+    assert moves(svc.device) == [centre(120, 300)]  # type: ignore[arg-type]
+
+
+def test_ambiguous_text_fails_with_its_candidates_and_a_region_settles_it(
+        tmp_path: Path) -> None:
+    two = {"OK": (100, 100), "OK ": (100, 400)}
+    reader = FakeReader([TextLine("OK", b, 0.9, ()) for b in
+                         ((110, 108, 130, 120), (110, 408, 130, 420))])
+    path = task_file(tmp_path, "steps:\n  - click: OK\n")
+    result = run_task(load_task(path), services(tmp_path, draw(two), reader,
+                                                mode=CacheMode.OFF))
+    assert result.status is TaskStatus.FAILED
+    assert len(result.steps[0].candidates) == 2
+    path = task_file(tmp_path, "steps:\n  - click: {text: OK, region: [0, 300, 800, 600]}\n",
+                     name="t2")
+    svc = services(tmp_path, draw(two), reader, mode=CacheMode.OFF)
+    assert run_task(load_task(path), svc).status is TaskStatus.PASSED
+    assert moves(svc.device) == [(120, 414)]  # type: ignore[arg-type]
+
+
+def test_failed_expectation_stops_the_task_and_keeps_a_screenshot(tmp_path: Path) -> None:
+    path = task_file(tmp_path, "steps:\n  - expect: {text: Total}\n  - click: Save\n")
+    svc = services(tmp_path, draw(SAVE), FakeReader(lines(SAVE)))
+    result = run_task(load_task(path), svc)
+    assert result.status is TaskStatus.FAILED and len(result.steps) == 1
+    failed = result.failed_step
+    assert failed is not None and "no text" in failed.message and "waited 3s" in failed.message
+    assert failed.screenshot and result.run_dir is not None
+    assert (result.run_dir / failed.screenshot).is_file()
+    assert "step 1 (expect: {text: 'Total'}, line 3)" in result.message
+    assert moves(svc.device) == []  # type: ignore[arg-type]
+
+
+def test_model_target_query_and_check_go_through_the_scripted_model(tmp_path: Path) -> None:
+    body = ("steps:\n"
+            "  - click: {target: the load button}\n"
+            "  - query: {ask: what is the second button called, save_as: label}\n"
+            "  - expect: {text: '${label}'}\n"
+            "  - check: there are three buttons\n")
+    runtime = ScriptedRuntime([
+        '{"action": "click", "box": [0.375, 0.1666, 0.475, 0.2166]}',
+        '{"value": "Load"}',
+        Reply(answer="yes", reasoning="I count Save, Load and Quit."),
+    ])
+    svc = services(tmp_path, draw(SAVE), FakeReader(lines(SAVE)), runtime=runtime)
+    result = run_task(load_task(task_file(tmp_path, body)), svc)
+    assert result.status is TaskStatus.PASSED, result.message
+    click, query, expect, check = result.steps
+    assert click.source is Source.MODEL and click.box == (300, 99, 380, 129)
+    assert moves(svc.device) == [(340, 114)]  # type: ignore[arg-type]
+    assert query.message == "label = 'Load'"
+    assert expect.passed and "'Load' is on the screen" in expect.message
+    assert "I count" in check.model_text
+    modes = [r.mode for r in runtime.requests]
+    assert modes == [Mode.DIRECT, Mode.DIRECT, Mode.REASONING]
+    assert all("<image>" in r.prompt and r.grammar for r in runtime.requests)
+
+
+def test_a_no_verdict_fails_the_check(tmp_path: Path) -> None:
+    runtime = ScriptedRuntime([Reply(answer="no", reasoning="There are two.")])
+    svc = services(tmp_path, draw(SAVE), FakeReader(lines(SAVE)), runtime=runtime)
+    result = run_task(load_task(task_file(tmp_path, "steps:\n  - check: five buttons\n")), svc)
+    assert result.status is TaskStatus.FAILED
+    assert "does not hold" in result.steps[0].message
+
+
+def test_model_step_without_a_model_fails_clearly(tmp_path: Path) -> None:
+    svc = services(tmp_path, draw(SAVE), FakeReader(lines(SAVE)))
+    result = run_task(load_task(task_file(tmp_path, "steps:\n  - check: anything\n")), svc)
+    assert result.status is TaskStatus.FAILED
+    assert "needs the vision model" in result.steps[0].message
+
+
+def test_secret_is_typed_but_never_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    canary = "canary-7f3a9e1c"
+    monkeypatch.setenv("DESKPILOT_TEST_PW", canary)
+    body = ("variables:\n  pw: ${env:DESKPILOT_TEST_PW}\n"
+            "steps:\n  - type: 'pw=${pw}'\n  - expect: {text: '${pw}'}\n")
+    svc = services(tmp_path, draw(SAVE), FakeReader(lines(SAVE)))
+    result = run_task(load_task(task_file(tmp_path, body)), svc)
+    assert ("write", f"pw={canary}") in svc.device.calls  # type: ignore[attr-defined]
+    assert result.status is TaskStatus.FAILED  # the canary is not on the screen
+    assert canary not in result.message
+    assert result.run_dir is not None
+    for path in result.run_dir.rglob("*"):
+        if path.is_file():
+            assert canary.encode() not in path.read_bytes(), path
+
+
+def test_visual_regression_records_then_passes_then_catches_a_change(tmp_path: Path) -> None:
+    body = "steps:\n  - screenshot: {name: home, compare: true}\n"
+    path = task_file(tmp_path, body)
+    first = run_task(load_task(path), services(tmp_path, draw(SAVE), FakeReader([])))
+    assert first.status is TaskStatus.PASSED and "recorded" in first.steps[0].message
+    assert (tmp_path / "baselines" / "t" / "home.png").is_file()
+    same = run_task(load_task(path), services(tmp_path, draw(SAVE), FakeReader([])))
+    assert same.status is TaskStatus.PASSED, same.message
+    changed = draw({**SAVE, "Quit": (520, 100)})
+    third = run_task(load_task(path), services(tmp_path, changed, FakeReader([])))
+    assert third.status is TaskStatus.FAILED
+    step = third.steps[0]
+    assert step.diff and third.run_dir is not None and (third.run_dir / step.diff).is_file()
+    assert step.box is not None and 490 <= step.box[0] <= 530
+
+
+def test_missing_setup_program_is_an_error_not_a_failure(tmp_path: Path) -> None:
+    body = "setup:\n  launch: [no-such-program-deskpilot --x]\nsteps:\n  - wait: 1\n"
+    result = run_task(load_task(task_file(tmp_path, body)),
+                      services(tmp_path, draw(SAVE), FakeReader([])))
+    assert result.status is TaskStatus.ERROR
+    assert "no-such-program-deskpilot is not installed" in result.message
+
+
+def test_the_task_timeout_ends_the_task_between_steps(tmp_path: Path) -> None:
+    body = "budget: {timeout_s: 2}\nsteps:\n  - wait: 1.5\n  - wait: 1.5\n  - wait: 1.5\n"
+    result = run_task(load_task(task_file(tmp_path, body)),
+                      services(tmp_path, draw(SAVE), FakeReader([])))
+    assert result.status is TaskStatus.FAILED
+    assert len(result.steps) == 2 and "timed out after 2s before step 3" in result.message
+
+
+def test_expect_file_resolves_relative_paths_against_the_task_file(tmp_path: Path) -> None:
+    (tmp_path / "out.txt").write_text("total: 15\n")
+    body = ("steps:\n  - expect_file: {path: out.txt, contains: 'total: 15'}\n"
+            "  - expect_file: {path: out.txt, contains: 'total: 16'}\n")
+    result = run_task(load_task(task_file(tmp_path, body)),
+                      services(tmp_path, draw(SAVE), FakeReader([])))
+    assert [s.passed for s in result.steps] == [True, False]
+    assert "does not contain" in result.steps[1].message
