@@ -28,6 +28,9 @@ examples:
   deskpilot run "rename report.txt to report.pdf" --dry-run
                                            decide actions but do not touch mouse/keyboard
   deskpilot demo                           replay a recorded xcalc run on a private display
+  deskpilot run examples/*.yaml --headless --junit junit.xml --report report/
+                                           task files as UI tests on a private display
+  deskpilot bench ocr                      time OCR grounding at 1080p
 
 Every run writes a private directory with trajectory.jsonl and the screenshots
 (default ~/.local/state/deskpilot/runs; --runs-dir or $DESKPILOT_RUNS to change).
@@ -50,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.RawDescriptionHelpFormatter,
                          description="Carry out TASK on the current display ($DISPLAY), one "
                                      "observe-think-act step at a time, printing a line per "
-                                     "step.")
+                                     "step; or run YAML task files (docs/tasks.md) as scripted "
+                                     "jobs or UI tests, e.g. `deskpilot run examples/*.yaml "
+                                     "--headless --junit junit.xml --report report/`.")
     run.add_argument("task", nargs="+", metavar="TASK|FILE",
                      help='what to do, in words ("open the calculator menu"), or one or more '
                           "YAML task files (docs/tasks.md)")
@@ -133,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where model files live (default $DESKPILOT_MODELS or "
                             "~/.local/share/deskpilot/models)")
 
+    bench = sub.add_parser("bench", help="measure, and print the figures as JSON")
+    bsub = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
+    ocr = bsub.add_parser("ocr", help="OCR grounding time per step on a private Xvfb with "
+                                      "real xcalc and xedit (full screen and a region)")
+    ocr.add_argument("--screen-size", type=parse_size, default=(1920, 1080), metavar="WxH",
+                     help="display size (default 1920x1080)")
+    ocr.add_argument("--steps", type=_positive_int, default=10, metavar="N",
+                     help="groundings to time (default 10)")
     sub.add_parser("doctor", help="check that this machine can run the agent, and say how "
                                   "to fix what is missing")
     demo = sub.add_parser("demo", help="replay a recorded xcalc run on a private Xvfb display")
@@ -177,6 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "models":
             from agent.cli_models import run_models_command
             return run_models_command(args)
+        if args.command == "bench":
+            import json
+
+            from agent.bench_ocr import bench_ocr
+            width, height = args.screen_size
+            print(json.dumps(bench_ocr(width, height, args.steps), indent=2))
+            return EXIT_OK
         if args.command == "doctor":
             from agent.doctor import run_doctor
             return run_doctor()
