@@ -68,7 +68,9 @@ def find_text(lines: Sequence[TextLine], query: str, *, region: PixelBox | None 
     Candidates are whole lines, words and runs of consecutive words (boxed by their union),
     kept when their centre is inside ``region``. The first tier with a match wins: exact
     text, then casefolded text with whitespace collapsed, then fuzzy (difflib ratio at least
-    ``fuzzy_cutoff`` against candidates with about as many words).
+    ``fuzzy_cutoff`` against candidates with one word more or less, after folding common OCR
+    confusions such as "1" for "l"). Candidates at one place count once. Several exact or
+    casefold places, or fuzzy ones within 0.02 of the best, raise AmbiguousText.
     """
     wanted = query.strip()
     if not wanted:

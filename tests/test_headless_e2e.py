@@ -134,7 +134,7 @@ def test_stale_model_target_falls_back_to_the_model_in_read_write_mode(tmp_path:
                     "    - command: xedit -geometry 700x400+300+120 ${work_dir}/n.txt\n"
                     "      wait_for: {window: xedit}\n"
                     "steps:\n  - click: {target: the main button}\n"
-                    "  - expect: {text: Saved file}\n")
+                    "  - expect: {text: No changes need to be saved}\n")
     common = ("--headless", "--xvfb", "--cache-dir", tmp_path / "cache",
               "--runs-dir", tmp_path / "runs", "--replay", replies)
     done = deskpilot(calc, edit, *common, "--summary", tmp_path / "s.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from grounding.ocr import (
     TextLine,
     TextReader,
     clip_region,
+    context_crop,
     quad_to_box,
 )
 from grounding.textmatch import find_text
@@ -130,10 +132,15 @@ def test_blank_image_reads_nothing(reader: RapidOcrReader) -> None:
 
 def test_reading_prints_nothing(capfd: pytest.CaptureFixture[str],
                                 page: tuple[np.ndarray, dict[str, PixelBox]]) -> None:
-    # A fresh reader: building the engine is where rapidocr logs which models it loads.
-    lines = RapidOcrReader().read(page[0])
-    assert lines
+    # A fresh reader: building the engine is where rapidocr logs which models it loads, and
+    # a blank image is where it warns that it found no text.
+    reader = RapidOcrReader()
+    assert reader.read(page[0])
+    assert reader.read(np.full((60, 60, 3), 255, np.uint8)) == []
     assert capfd.readouterr() == ("", "")
+    # Its records go through Python logging (pytest's handler would hide a stray print).
+    rapidocr_log = logging.getLogger("RapidOCR")
+    assert rapidocr_log.handlers == [] and rapidocr_log.propagate
 
 
 def test_missing_models_raise_ocr_error(tmp_path: Path) -> None:
@@ -160,6 +167,18 @@ def test_bad_image_is_refused(bad: np.ndarray) -> None:
 def test_clip_region() -> None:
     assert clip_region((-5, 10, 300, 90), 200, 100) == (0, 10, 200, 90)
     assert clip_region((1, 2, 3, 4), 200, 100) == (1, 2, 3, 4)
+
+
+@pytest.mark.parametrize("region", [(580, 480, 630, 510), (0, 0, 10, 10), (1900, 1070, 1920, 1080),
+                                    (380, 130, 646, 564), (0, 0, 1920, 1080)])
+def test_context_crop_holds_the_region_with_a_margin_in_32s(region: PixelBox) -> None:
+    x1, y1, x2, y2 = crop = context_crop(region, 1920, 1080)
+    assert 0 <= x1 <= region[0] and 0 <= y1 <= region[1]
+    assert region[2] <= x2 <= 1920 and region[3] <= y2 <= 1080
+    assert (x2 - x1) % 32 == 0 and (y2 - y1) % 32 in (0, 1080 % 32), crop
+    assert min(x2 - x1, y2 - y1) >= 128
+    if region == (580, 480, 630, 510):
+        assert crop == (541, 431, 669, 559)  # centred, 128 a side
 
 
 def test_quad_to_box_rounds_outward_and_clips() -> None:
