@@ -105,5 +105,5 @@ def test_missing_file_and_non_utf8_are_task_file_errors(tmp_path: Path) -> None:
 def test_yaml_tags_cannot_build_objects(tmp_path: Path) -> None:
     path = tmp_path / "t.yaml"
     path.write_text("name: !!python/object/apply:os.system ['true']\nsteps:\n  - wait: 1\n")
-    with pytest.raises(TaskFileError, match="t.yaml:1: yaml: "):
+    with pytest.raises(TaskFileError, match=r"t\.yaml:1: yaml: "):
         load_task(path)
