@@ -344,12 +344,14 @@ def _poll_text(step: Step, ctx: StepContext, draft: _Draft, *, want: bool,
     deadline = min(ctx.clock.now() + timeout, ctx.deadline)
     while True:
         frame = _grab(ctx, draft)
-        box, reason = _find(ctx, draft, frame, query, _region(spec.region, frame))
+        region = _region(spec.region, frame)
+        box, reason = _find(ctx, draft, frame, query, region)
         if (box is not None) == want or ctx.clock.now() >= deadline:
             break
         ctx.clock.sleep(POLL_S)
     _keep(ctx, draft, frame, f"step-{step.position + 1:03d}")
-    draft.box, draft.source = box, Source.OCR
+    # The report outlines the text found, or else the region that was searched.
+    draft.box, draft.source = box if box is not None else region, Source.OCR
     shown = ctx.shown(spec.text)
     if want and box is None:
         raise StepFailed(f"{reason} (waited {timeout:g}s)")

@@ -24,9 +24,10 @@ from agent.steps import ModelAccess, StepContext, run_step
 from agent.taskfile import Task, WaitForWindow, redact, substitute
 from agent.taskrecords import ScriptStep, SuiteResult, TaskResult, TaskStatus
 from grounding.capture import CaptureError, Screen
-from grounding.ocr import TextReader
+from grounding.ocr import OcrError, TextReader
 from grounding.textmatch import TextLookupError, find_text
 from grounding.xvfb import DisplayError, wait_for_window
+from models.runtime import RuntimeFailure
 
 log = logging.getLogger(__name__)
 
@@ -121,26 +122,40 @@ def run_task(task: Task, services: Services, *,
                     _wait_setup(task.setup.wait_for, services, ctx)
             except SetupError as exc:
                 return finish(TaskStatus.ERROR, f"setup: {exc}")
-            for index, step in enumerate(task.steps, 1):
-                if clock.now() >= ctx.deadline:
-                    return finish(TaskStatus.FAILED, f"timed out after {task.budget.timeout_s:g}s "
-                                                     f"before step {index}")
-                result = run_step(step, index, ctx)
-                steps.append(result)
-                if on_step is not None:
-                    on_step(result)
-                if not result.passed:
-                    return finish(TaskStatus.FAILED, f"step {index} ({step.label}, line "
-                                                     f"{step.line}): {result.message}")
-            return finish(TaskStatus.PASSED, f"{len(steps)} steps passed")
+            return finish(*_run_steps(ctx, steps, on_step))
     except (CaptureError, DisplayError) as exc:
         return finish(TaskStatus.ERROR, f"the display failed: {exc}")
+    except RuntimeFailure as exc:
+        return finish(TaskStatus.ERROR, f"the model runtime failed: {exc}")
+    except OcrError as exc:
+        return finish(TaskStatus.ERROR, f"OCR failed: {exc}")
     except KeyboardInterrupt:
         finish(TaskStatus.ERROR, "interrupted by the person")
         raise
+    except Exception as exc:  # one task's breakage (an input device error, say) ends only it
+        log.exception("task %r broke", task.name)
+        return finish(TaskStatus.ERROR, f"{type(exc).__name__}: {exc}")
     finally:
         release_all(services.device)
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _run_steps(ctx: StepContext, steps: list[ScriptStep],
+               on_step: Callable[[ScriptStep], None] | None) -> tuple[TaskStatus, str]:
+    """Run the steps in order until one fails or the task's time is up."""
+    task = ctx.task
+    for index, step in enumerate(task.steps, 1):
+        if ctx.clock.now() >= ctx.deadline:
+            return TaskStatus.FAILED, (f"timed out after {task.budget.timeout_s:g}s before "
+                                       f"step {index}")
+        result = run_step(step, index, ctx)
+        steps.append(result)
+        if on_step is not None:
+            on_step(result)
+        if not result.passed:
+            return TaskStatus.FAILED, (f"step {index} ({step.label}, line {step.line}): "
+                                       f"{result.message}")
+    return TaskStatus.PASSED, f"{len(steps)} steps passed"
 
 
 @contextmanager

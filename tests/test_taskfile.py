@@ -107,3 +107,15 @@ def test_yaml_tags_cannot_build_objects(tmp_path: Path) -> None:
     path.write_text("name: !!python/object/apply:os.system ['true']\nsteps:\n  - wait: 1\n")
     with pytest.raises(TaskFileError, match=r"t\.yaml:1: yaml: "):
         load_task(path)
+
+
+def test_model_steps_without_a_model_on_disk_exit_2_before_running(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DESKPILOT_MODELS", str(tmp_path / "models"))
+    monkeypatch.delenv("DISPLAY", raising=False)
+    path = tmp_path / "t.yaml"
+    path.write_text("name: t\nsteps:\n  - check: the dialog is gone\n")
+    assert main(["run", str(path), "--headless"]) == 2
+    err = capsys.readouterr().err
+    assert "these tasks have model steps" in err and "models pull" in err

@@ -271,3 +271,55 @@ def test_expect_file_resolves_relative_paths_against_the_task_file(tmp_path: Pat
                       services(tmp_path, draw(SAVE), FakeReader([])))
     assert [s.passed for s in result.steps] == [True, False]
     assert "does not contain" in result.steps[1].message
+
+
+def test_do_runs_the_agent_loop_and_keeps_its_steps_with_their_screenshots(
+        tmp_path: Path) -> None:
+    runtime = ScriptedRuntime([
+        '{"action": "click", "target": "Quit", "box": [0.625, 0.1666, 0.725, 0.2166]}',
+        '{"action": "done", "answer": "quit pressed"}',
+    ])
+    svc = services(tmp_path, draw(SAVE), FakeReader(lines(SAVE)), runtime=runtime)
+    body = "budget: {max_steps: 5}\nsteps:\n  - do: press the quit button\n"
+    result = run_task(load_task(task_file(tmp_path, body)), svc)
+    assert result.status is TaskStatus.PASSED, result.message
+    step = result.steps[0]
+    assert step.source is Source.MODEL and len(step.agent_steps) == 2
+    assert "done after 2 agent steps: quit pressed" in step.message
+    assert moves(svc.device) == [(540, 114)]  # type: ignore[arg-type]
+    assert result.run_dir is not None
+    for sub in step.agent_steps:
+        assert sub.screenshot and (result.run_dir / sub.screenshot).is_file()
+    assert "press the quit button" in runtime.requests[0].prompt
+
+
+def test_a_do_step_that_runs_out_of_steps_fails(tmp_path: Path) -> None:
+    wait = '{"action": "wait", "seconds": 0.1}'
+    runtime = ScriptedRuntime([wait] * 3)
+    svc = services(tmp_path, draw(SAVE), FakeReader([]), runtime=runtime)
+    body = "budget: {max_steps: 3}\nsteps:\n  - do: something endless\n"
+    result = run_task(load_task(task_file(tmp_path, body)), svc)
+    assert result.status is TaskStatus.FAILED
+    assert result.steps[0].message.startswith("max_steps after 3 agent steps")
+
+
+def test_failed_expectation_outlines_the_searched_region(tmp_path: Path) -> None:
+    body = "steps:\n  - expect: {text: Total, region: [0, 0, 400, 300], timeout_s: 1}\n"
+    result = run_task(load_task(task_file(tmp_path, body)),
+                      services(tmp_path, draw(SAVE), FakeReader(lines(SAVE))))
+    assert result.steps[0].box == (0, 0, 400, 300)
+
+
+def test_a_broken_runtime_or_device_is_an_error_of_that_task_only(tmp_path: Path) -> None:
+    runtime = ScriptedRuntime([])  # exhausted at once: RuntimeFailure
+    svc = services(tmp_path, draw(SAVE), FakeReader(lines(SAVE)), runtime=runtime)
+    result = run_task(load_task(task_file(tmp_path, "steps:\n  - check: x\n")), svc)
+    assert result.status is TaskStatus.ERROR
+    assert result.message.startswith("the model runtime failed: scripted: script exhausted")
+
+    broken = RecordingDevice(fail_at=[0])
+    svc = services(tmp_path, draw(SAVE), FakeReader(lines(SAVE)), device=broken)
+    result = run_task(load_task(task_file(tmp_path, "steps:\n  - click: Save\n", name="u")),
+                      svc)
+    assert result.status is TaskStatus.ERROR and "injected failure" in result.message
+    assert broken.buttons_down == [] and broken.keys_down == []
