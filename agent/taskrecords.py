@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.records import StepRecord
-
-PixelBox = tuple[int, int, int, int]  # x1, y1, x2, y2 in screenshot pixels
+from grounding.geometry import PixelBox
 
 
 class Source(StrEnum):

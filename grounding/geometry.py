@@ -17,6 +17,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# A rectangle in screenshot pixels: x1, y1, x2, y2 with x2 and y2 exclusive (OCR boxes,
+# cached targets, regions of task files).
+PixelBox = tuple[int, int, int, int]
+
 
 @dataclass(frozen=True, slots=True)
 class Point:

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from grounding.geometry import PixelBox
+
 if TYPE_CHECKING:
     from rapidocr import RapidOCR
 
 log = logging.getLogger(__name__)
 
-PixelBox = tuple[int, int, int, int]  # x1, y1, x2, y2 in image pixels; x2, y2 exclusive
 
 # The models that ship inside the rapidocr wheel (PP-OCRv6 small detection and recognition,
 # and the orientation classifier, which is not used): naming them keeps rapidocr from ever

@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from grounding.geometry import PixelBox
+
 log = logging.getLogger(__name__)
 
-PixelBox = tuple[int, int, int, int]  # x1, y1, x2, y2 in image pixels; x2, y2 exclusive
 
 # A crop whose grayscale standard deviation is below this is too plain to verify: a blank
 # patch correlates with any blank patch of the screen.
