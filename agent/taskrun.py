@@ -26,7 +26,7 @@ from agent.taskrecords import ScriptStep, SuiteResult, TaskResult, TaskStatus
 from grounding.capture import CaptureError, Screen
 from grounding.ocr import OcrError, TextReader
 from grounding.textmatch import TextLookupError, find_text
-from grounding.xvfb import DisplayError, wait_for_window
+from grounding.xvfb import DisplayError, stop_process, wait_for_window
 from models.runtime import RuntimeFailure
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def _launched(command: str, services: Services, record: RunDir, ctx: StepContext
             _wait_setup(wait, services, ctx, proc)
         yield proc
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def _wait_setup(wait: WaitForWindow, services: Services, ctx: StepContext,
@@ -203,15 +203,3 @@ def _wait_setup(wait: WaitForWindow, services: Services, ctx: StepContext,
             if services.clock.now() >= deadline:
                 raise SetupError(f"{exc} within {wait.timeout_s:g}s") from None
         services.clock.sleep(0.3)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Ask a setup program to exit, and insist after five seconds."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()

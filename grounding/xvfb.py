@@ -38,7 +38,7 @@ def xvfb(width: int = 1280, height: int = 800, depth: int = 24) -> Iterator[str]
             raise DisplayError("Xvfb exited without reporting a display number")
         yield f":{number}"
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @contextlib.contextmanager
@@ -54,11 +54,13 @@ def launched(argv: list[str], display: str, *, window: str | None = None,
             wait_for_window(display, window, timeout_s=timeout_s)
         yield proc
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
     """Ask a child to exit, and insist if it does not within five seconds."""
+    if proc.poll() is not None:
+        return
     proc.terminate()
     try:
         proc.wait(timeout=5)
