@@ -1,0 +1,166 @@
+"""What every task-file step shares: its context, the model handle, and small helpers.
+
+Every pointer step ends as a typed action checked by :func:`actions.validate.validate` before
+the input device sees it, whether its target came from OCR, the model, the cache or the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from actions.executor import InputDevice, execute
+from actions.parse import ActionError
+from actions.types import AnyAction
+from actions.validate import validate
+from agent.cache import GroundingCache
+from agent.loop import Clock, ModelSettings
+from agent.records import StepRecord
+from agent.rundir import RunDir
+from agent.taskfile import Task, redact, substitute
+from agent.taskrecords import Source
+from grounding.capture import Frame, Screen
+from grounding.geometry import PixelBox, View
+from grounding.ocr import TextReader
+from grounding.stable import wait_stable
+from models.runtime import Reply, Request, Runtime
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.3  # between OCR reads while waiting for text
+
+
+class StepFailed(Exception):
+    """The step did not hold; the message says why (and ends the task)."""
+
+
+@dataclass
+class ModelAccess:
+    """The vision model, opened on first use: tasks without model steps never load it."""
+
+    opener: Callable[[], Runtime] | None
+    settings: ModelSettings = field(default_factory=ModelSettings)
+    _runtime: Runtime | None = None
+
+    def runtime(self) -> Runtime:
+        """The open runtime; fails the step when no model was configured."""
+        if self._runtime is None:
+            if self.opener is None:
+                raise StepFailed("this step needs the vision model; give --model or --replay")
+            self._runtime = self.opener()
+        return self._runtime
+
+    def ask(self, request: Request) -> Reply:
+        """One model call."""
+        return self.runtime().complete(request)
+
+    def close(self) -> None:
+        """Free the runtime if it was opened."""
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+
+
+@dataclass
+class StepContext:
+    """What every step needs: the task, the devices, the stores, and the task's values."""
+
+    task: Task
+    screen: Screen
+    device: InputDevice
+    reader: TextReader
+    cache: GroundingCache
+    model: ModelAccess
+    clock: Clock
+    record: RunDir
+    values: dict[str, str]
+    baselines: Path
+    update_baselines: bool = False
+    deadline: float = float("inf")
+    settle_s: float = 2.0
+
+    def text(self, template: str) -> str:
+        """A spec string with variables filled in (secrets included: for typing only)."""
+        return substitute(template, self.values)
+
+    def shown(self, template: str) -> str:
+        """A spec string as the model and the records may see it: secrets stay hidden."""
+        return redact(substitute(template, self.values), self.task.secrets)
+
+
+@dataclass
+class Draft:
+    """What a step has found out so far; :func:`agent.steps.run_step` freezes it into a record."""
+
+    message: str = ""
+    source: Source | None = None
+    box: PixelBox | None = None
+    point: tuple[int, int] | None = None
+    screenshot: str | None = None
+    diff: str | None = None
+    model_text: str = ""
+    candidates: tuple[str, ...] = ()
+    agent_steps: tuple[StepRecord, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def lap(draft: Draft, phase: str, started: float) -> None:
+    draft.timings[phase] = draft.timings.get(phase, 0.0) + time.perf_counter() - started
+
+
+def grab(ctx: StepContext, draft: Draft) -> Frame:
+    t = time.perf_counter()
+    frame = ctx.screen.grab()
+    lap(draft, "capture", t)
+    return frame
+
+
+def keep(ctx: StepContext, draft: Draft, frame: Frame, name: str) -> None:
+    t = time.perf_counter()
+    draft.screenshot = ctx.record.save_image(name, frame.rgb)
+    lap(draft, "record", t)
+
+
+def act(ctx: StepContext, draft: Draft, action: AnyAction, frame: Frame) -> None:
+    """Validate against the screen, send to the device, then wait for the screen to settle."""
+    view = View.full(frame.screen, frame.width, frame.height)
+    try:
+        resolved = validate(action, view)
+    except ActionError as exc:
+        raise StepFailed(f"refused before acting: {exc}") from None
+    t = time.perf_counter()
+    execute(resolved, ctx.device, sleep=ctx.clock.sleep)
+    lap(draft, "act", t)
+    t = time.perf_counter()
+    settled = wait_stable(ctx.screen, ctx.clock, timeout_s=ctx.settle_s)
+    lap(draft, "settle", t)
+    if not settled.stable:
+        log.info("screen still changing %.1fs after %s", settled.seconds, action.action)
+
+
+def point_box(box: PixelBox, frame: Frame) -> tuple[float, float, float, float]:
+    """A zero-size normalized box on the middle of the centre pixel of ``box``.
+
+    Aiming at the pixel's middle keeps float rounding from moving the click by one pixel.
+    """
+    cx, cy = center(box)
+    nx, ny = (cx + 0.5) / frame.width, (cy + 0.5) / frame.height
+    return (nx, ny, nx, ny)
+
+
+def center(box: PixelBox) -> tuple[int, int]:
+    return (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
+
+
+def clip_to_frame(spec_region: tuple[int, int, int, int] | None, frame: Frame) -> PixelBox | None:
+    if spec_region is None:
+        return None
+    x1, y1 = min(spec_region[0], frame.width - 1), min(spec_region[1], frame.height - 1)
+    x2, y2 = min(spec_region[2], frame.width), min(spec_region[3], frame.height)
+    if x2 <= x1 or y2 <= y1:
+        raise StepFailed(f"region {list(spec_region)} lies outside the "
+                         f"{frame.width}x{frame.height} screen")
+    return (x1, y1, x2, y2)

@@ -1,0 +1,125 @@
+"""Steps that check: text on the screen (or gone), a screenshot against its baseline, a file."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from agent.stepkit import POLL_S, Draft, StepContext, StepFailed, clip_to_frame, grab, keep, lap
+from agent.taskfile import Step
+from agent.taskrecords import Source
+from grounding.capture import Frame
+from grounding.geometry import PixelBox
+from grounding.textmatch import AmbiguousText, TextLookupError, find_text
+from grounding.visual import compare, load_png, save_png
+
+
+def _poll_text(step: Step, ctx: StepContext, draft: Draft, *, want: bool,
+               default_timeout: float) -> None:
+    """Read the screen until the text is there (``want``) or gone, or the time is up."""
+    spec = step.spec
+    query = ctx.text(spec.text)
+    timeout = spec.timeout_s if "timeout_s" in spec.model_fields_set else default_timeout
+    deadline = min(ctx.clock.now() + timeout, ctx.deadline)
+    while True:
+        frame = grab(ctx, draft)
+        region = clip_to_frame(spec.region, frame)
+        box, reason = _find(ctx, draft, frame, query, region)
+        if (box is not None) == want or ctx.clock.now() >= deadline:
+            break
+        ctx.clock.sleep(POLL_S)
+    keep(ctx, draft, frame, f"step-{step.position + 1:03d}")
+    # The report outlines the text found, or else the region that was searched.
+    draft.box, draft.source = box if box is not None else region, Source.OCR
+    shown = ctx.shown(spec.text)
+    if want and box is None:
+        raise StepFailed(f"{reason} (waited {timeout:g}s)")
+    if not want and box is not None:
+        raise StepFailed(f"text {shown!r} is on the screen at {box} (waited {timeout:g}s "
+                         "for it to go)")
+    draft.message = f"{shown!r} is on the screen" if want else f"{shown!r} is not on the screen"
+
+
+def _find(ctx: StepContext, draft: Draft, frame: Frame, query: str,
+          region: PixelBox | None) -> tuple[PixelBox | None, str]:
+    """Where the text is (any one place when it shows several times), or why it is not."""
+    t = time.perf_counter()
+    try:
+        return find_text(ctx.reader.read(frame.rgb, region), query, region=region).box, ""
+    except AmbiguousText as exc:
+        draft.candidates = tuple(f"{c.text!r} at {c.box}" for c in exc.candidates)
+        return exc.candidates[0].box, ""
+    except TextLookupError as exc:
+        draft.candidates = tuple(getattr(exc, "seen", ()))
+        return None, str(exc)
+    finally:
+        lap(draft, "ocr", t)
+
+
+def wait_for(step: Step, ctx: StepContext, draft: Draft) -> None:
+    _poll_text(step, ctx, draft, want=True, default_timeout=10.0)
+
+
+def expect(step: Step, ctx: StepContext, draft: Draft) -> None:
+    _poll_text(step, ctx, draft, want=True, default_timeout=3.0)
+
+
+def expect_not(step: Step, ctx: StepContext, draft: Draft) -> None:
+    _poll_text(step, ctx, draft, want=False, default_timeout=3.0)
+
+
+def screenshot(step: Step, ctx: StepContext, draft: Draft) -> None:
+    spec = step.spec
+    frame = grab(ctx, draft)
+    keep(ctx, draft, frame, spec.name)
+    if not spec.compare:
+        draft.message = f"saved {draft.screenshot}"
+        return
+    baseline = ctx.baselines / f"{spec.name}.png"
+    if ctx.update_baselines or not baseline.exists():
+        verb = "updated" if baseline.exists() else "recorded (none was stored)"
+        baseline.parent.mkdir(parents=True, exist_ok=True)
+        save_png(baseline, np.ascontiguousarray(frame.rgb))
+        draft.message = f"baseline {verb}: {baseline}"
+        return
+    t = time.perf_counter()
+    result = compare(load_png(baseline), frame.rgb, region=clip_to_frame(spec.region, frame),
+                     pixel_threshold=spec.pixel_threshold, tolerance=spec.tolerance)
+    lap(draft, "compare", t)
+    draft.box = result.changed_box
+    if result.diff is not None and not result.passed:
+        draft.diff = ctx.record.save_image(f"{spec.name}-diff", result.diff)
+    draft.message = result.message
+    if not result.passed:
+        raise StepFailed(f"differs from {baseline}: {result.message}")
+
+
+def expect_file(step: Step, ctx: StepContext, draft: Draft) -> None:
+    spec = step.spec
+    path = Path(ctx.text(spec.path))
+    if not path.is_absolute():
+        path = ctx.task.path.parent / path
+    shown = ctx.shown(spec.path)
+    deadline = min(ctx.clock.now() + 5.0, ctx.deadline)  # an app may still be writing
+    while True:
+        problem = _file_problem(path, ctx.text(spec.contains) if spec.contains else None)
+        if problem is None or ctx.clock.now() >= deadline:
+            break
+        ctx.clock.sleep(POLL_S)
+    if problem is not None:
+        raise StepFailed(f"{shown}: {problem}")
+    draft.message = f"{shown} exists" + (" and holds the expected text" if spec.contains else "")
+
+
+def _file_problem(path: Path, contains: str | None) -> str | None:
+    try:
+        data = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror})"
+    if contains is not None and contains not in data:
+        return f"does not contain the expected text ({len(data)} characters read)"
+    return None
