@@ -11,6 +11,7 @@ the prompt is rendered from the GGUF's own template, and the output limit is our
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import logging
 import os
@@ -19,12 +20,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from models.native import silence_native_logs
 from models.prompt import DIRECT_TOKEN, IMAGE_MARKER, THINK_CLOSE, THINK_OPEN, render_chat
 from models.runtime import Mode, Reply, Request, RuntimeFailure
 
 if TYPE_CHECKING:
     from llama_cpp import LlamaGrammar
+
+    from grounding.preprocess import ModelImage
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +41,7 @@ class LlamaCppRuntime:
 
     def __init__(self, model_path: Path, mmproj_path: Path, *, n_ctx: int = DEFAULT_N_CTX,
                  n_gpu_layers: int = -1, n_threads: int | None = None, n_batch: int = 512,
-                 seed: int = 0) -> None:
+                 seed: int = 0, reuse_prefix: bool = True) -> None:
         for label, path in (("model", model_path), ("mmproj", mmproj_path)):
             if not Path(path).is_file():
                 raise RuntimeFailure(f"{label} file not found: {path}")
@@ -75,6 +80,7 @@ class LlamaCppRuntime:
         self._think_close = self._single_token(THINK_CLOSE)
         self._direct = self._single_token(DIRECT_TOKEN)
         self._seed = seed
+        self._reuse_prefix = reuse_prefix
         self._calls = 0
         self.load_seconds = time.perf_counter() - started
         log.info("loaded %s in %.2fs (n_ctx=%d, gpu layers=%d, threads=%d)",
@@ -109,27 +115,45 @@ class LlamaCppRuntime:
         self._calls += 1
         self._llama.set_seed(self._seed + self._calls)
         t0 = time.perf_counter()
-        prompt_tokens, image_tokens = self._evaluate_prompt(text, request, timings)
+        prompt_tokens, image_tokens, reused = self._evaluate_prompt(text, request, timings)
         t1 = time.perf_counter()
         timings["prefill_s"] = t1 - t0 - timings.get("image_encode_s", 0.0)
         reasoning, answer, n_out, truncated = self._decode(request)
         timings["decode_s"] = time.perf_counter() - t1
         return Reply(answer=answer, reasoning=reasoning, prompt_tokens=prompt_tokens,
                      image_tokens=image_tokens, output_tokens=n_out, truncated=truncated,
-                     timings=timings)
+                     reused_tokens=reused, timings=timings)
 
     def _evaluate_prompt(self, text: str, request: Request,
-                         timings: dict[str, float]) -> tuple[int, int]:
-        api, _llama = self._mtmd_api, self._llama
-        bitmaps = []
-        if request.image is not None:
-            img = request.image
-            rgb = img.rgb
+                         timings: dict[str, float]) -> tuple[int, int, int]:
+        bitmaps = [] if request.image is None else [self._bitmap(request.image)]
+        with self._tokenized(text, bitmaps) as chunks:
+            if self._reuse_prefix:
+                keep = self._keep_prefix(chunks)
+            else:
+                self._clear_state()
+                keep = 0
+            prompt_tokens, image_tokens = self._eval_chunks(chunks, timings, skip=keep)
+            return prompt_tokens, image_tokens, keep
+
+    def _bitmap(self, image: ModelImage | bytes) -> Any:
+        """An mtmd bitmap from raw RGB (the hot path: no encode) or from encoded file bytes."""
+        api = self._mtmd_api
+        if isinstance(image, bytes):
+            buf = (ctypes.c_ubyte * len(image)).from_buffer_copy(image)
+            bitmap = api.mtmd_helper_bitmap_init_from_buf(self._mtmd, buf, len(image), False)
+        else:
+            rgb = image.rgb
             data = rgb.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))  # mtmd copies it
             bitmap = api.mtmd_bitmap_init(rgb.shape[1], rgb.shape[0], data)
-            if not bitmap:
-                raise RuntimeFailure("mtmd could not take the screenshot bitmap")
-            bitmaps.append(bitmap)
+        if not bitmap:
+            raise RuntimeFailure("mtmd could not take the screenshot bitmap")
+        return bitmap
+
+    @contextlib.contextmanager
+    def _tokenized(self, text: str, bitmaps: list[Any]) -> Iterator[Any]:
+        """mtmd's chunks for a prompt and its bitmaps (freed, with the bitmaps, on exit)."""
+        api = self._mtmd_api
         chunks = api.mtmd_input_chunks_init()
         try:
             encoded = text.encode()
@@ -140,12 +164,33 @@ class LlamaCppRuntime:
             rc = api.mtmd_tokenize(self._mtmd, chunks, ctypes.byref(inp), array, len(bitmaps))
             if rc != 0:
                 raise RuntimeFailure(f"mtmd could not tokenize the prompt (error {rc})")
-            self._clear_state()
-            return self._eval_chunks(chunks, timings)
+            yield chunks
         finally:
             api.mtmd_input_chunks_free(chunks)
             for bitmap in bitmaps:
                 api.mtmd_bitmap_free(bitmap)
+
+    def embed_image(self, image: ModelImage | bytes) -> np.ndarray:
+        """The vision encoder's output for one image: (image tokens, embedding width) floats.
+
+        Takes the raw RGB the agent uses, or encoded bytes (PNG, JPEG) as an HTTP client would
+        send them, so the two paths can be compared.
+        """
+        if self._mtmd is None:
+            raise RuntimeFailure("the runtime is closed")
+        api = self._mtmd_api
+        with self._tokenized(self._marker, [self._bitmap(image)]) as chunks:
+            for i in range(api.mtmd_input_chunks_size(chunks)):
+                chunk = api.mtmd_input_chunks_get(chunks, i)
+                if api.mtmd_input_chunk_get_type(chunk) == api.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                    continue
+                if api.mtmd_encode_chunk(self._mtmd, chunk) != 0:
+                    raise RuntimeFailure("mtmd could not encode the image")
+                n = api.mtmd_input_chunk_get_n_tokens(chunk)
+                width = self._lc.llama_model_n_embd(self._llama.model)
+                embd = api.mtmd_get_output_embd(self._mtmd)
+                return np.ctypeslib.as_array(embd, shape=(n * width,)).reshape(n, width).copy()
+        raise RuntimeFailure("mtmd made no image chunk")
 
     def _clear_state(self) -> None:
         self._llama.reset()
@@ -153,24 +198,67 @@ class LlamaCppRuntime:
         if memory is not None:
             self._lc.llama_memory_clear(memory, True)
 
-    def _eval_chunks(self, chunks: Any, timings: dict[str, float]) -> tuple[int, int]:
+    def _keep_prefix(self, chunks: Any) -> int:
+        """Keep the evaluated state for the longest text prefix this prompt shares with the last.
+
+        The agent's prompt puts the static instructions first and the screenshot last, so
+        consecutive steps share everything up to the history; that part of the KV cache is
+        kept and only the rest is evaluated. Image positions are marked -1 in ``input_ids``
+        and never match, so a screenshot is always encoded afresh. Returns the tokens kept.
+        """
+        api, llama = self._mtmd_api, self._llama
+        previous = llama.input_ids[: llama.n_tokens]
+        keep = 0
+        for i in range(api.mtmd_input_chunks_size(chunks)):
+            chunk = api.mtmd_input_chunks_get(chunks, i)
+            if api.mtmd_input_chunk_get_type(chunk) != api.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                break
+            tokens = _text_tokens(api, chunk)
+            same = 0
+            limit = min(len(tokens), len(previous) - keep)
+            while same < limit and previous[keep + same] == tokens[same]:
+                same += 1
+            keep += same
+            if same < len(tokens):
+                break
+        keep = min(keep, max(0, self._prompt_length(chunks) - 1))  # one token makes logits
+        memory = self._lc.llama_get_memory(llama.ctx)
+        if keep == 0 or memory is None or not self._lc.llama_memory_seq_rm(memory, -1, keep, -1):
+            self._clear_state()
+            return 0
+        llama.n_tokens = keep
+        return keep
+
+    def _prompt_length(self, chunks: Any) -> int:
+        api = self._mtmd_api
+        return sum(api.mtmd_input_chunk_get_n_tokens(api.mtmd_input_chunks_get(chunks, i))
+                   for i in range(api.mtmd_input_chunks_size(chunks)))
+
+    def _eval_chunks(self, chunks: Any, timings: dict[str, float], *,
+                     skip: int = 0) -> tuple[int, int]:
+        """Evaluate the prompt's chunks after the first ``skip`` tokens (already in the cache)."""
         api, llama = self._mtmd_api, self._llama
         image_tokens = 0
         for i in range(api.mtmd_input_chunks_size(chunks)):
             chunk = api.mtmd_input_chunks_get(chunks, i)
             n = api.mtmd_input_chunk_get_n_tokens(chunk)
-            if llama.n_tokens + n > llama.n_ctx():
-                raise RuntimeFailure(
-                    f"prompt needs more than the context of {llama.n_ctx()} tokens "
-                    f"({llama.n_tokens + n}); lower the image budget or raise --n-ctx")
             if api.mtmd_input_chunk_get_type(chunk) == api.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                count = ctypes.c_size_t()
-                ptr = api.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
-                llama.eval([ptr[j] for j in range(count.value)])
+                tokens = _text_tokens(api, chunk)
+                done, skip = min(skip, len(tokens)), skip - min(skip, len(tokens))
+                self._check_room(len(tokens) - done)
+                llama.eval(tokens[done:])
                 continue
+            self._check_room(n)
             image_tokens += n
             self._eval_image(chunk, timings)
         return llama.n_tokens, image_tokens
+
+    def _check_room(self, n: int) -> None:
+        llama = self._llama
+        if llama.n_tokens + n > llama.n_ctx():
+            raise RuntimeFailure(
+                f"prompt needs more than the context of {llama.n_ctx()} tokens "
+                f"({llama.n_tokens + n}); lower the image budget or raise --n-ctx")
 
     def _eval_image(self, chunk: Any, timings: dict[str, float]) -> None:
         api, llama = self._mtmd_api, self._llama
@@ -252,6 +340,12 @@ class LlamaCppRuntime:
         if getattr(self, "_llama", None) is not None:
             self._llama.close()
             self._llama = None  # type: ignore[assignment]
+
+
+def _text_tokens(api: Any, chunk: Any) -> list[int]:
+    count = ctypes.c_size_t()
+    ptr = api.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
+    return [ptr[j] for j in range(count.value)]
 
 
 class _Streamer:

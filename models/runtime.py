@@ -51,6 +51,7 @@ class Reply:
     image_tokens: int = 0
     output_tokens: int = 0
     truncated: bool = False
+    reused_tokens: int = 0  # prompt tokens kept from the previous call instead of evaluated
     timings: dict[str, float] = field(default_factory=dict)
 
 

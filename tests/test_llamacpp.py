@@ -162,3 +162,68 @@ def test_native_output_stays_off_stderr(pair) -> None:
                          cwd=Path(__file__).parent.parent, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stderr == "", out.stderr[:2000]
+
+
+# ---------------------------------------------------------------- prefix reuse, image paths
+
+def _agent_request(history: list[str], seed_image: int = 1) -> Request:
+    from actions.schema import describe_actions
+    from models.prompt import agent_prompt
+
+    rgb = np.random.default_rng(seed_image).integers(0, 256, (368, 640, 3), dtype=np.uint8)
+    image = prepare(Frame(rgb, ScreenGeometry(0, 0, 640, 368), 0.0), max_patches=256)
+    prompt = agent_prompt("open the File menu", actions_reference=describe_actions(),
+                          history=history)
+    return Request(prompt=prompt, image=image, grammar=action_grammar(None),
+                   max_answer_tokens=max_answer_chars(None) + 8, temperature=0.0)
+
+
+def test_prefix_reuse_skips_the_static_prompt_on_the_next_step(pair) -> None:
+    from models.llamacpp import LlamaCppRuntime
+    from models.prompt import render_chat
+
+    rt = LlamaCppRuntime(pair.model, pair.mmproj, n_ctx=8192)
+    try:
+        first = rt.complete(_agent_request([]))
+        second = rt.complete(_agent_request(["click on File"], seed_image=2))
+        # The static part: the chat header and instructions up to and including the task line.
+        text = render_chat(_agent_request([]).prompt, template=rt._template, mode=Mode.DIRECT)
+        static = text[: text.index("Task: open the File menu") + len("Task: open the File menu")]
+        static_tokens = len(rt._llama.tokenize(static.encode(), add_bos=False, special=True))
+    finally:
+        rt.close()
+    assert first.reused_tokens == 0
+    assert second.reused_tokens >= 0.9 * static_tokens, (second.reused_tokens, static_tokens)
+    evaluated = second.prompt_tokens - second.reused_tokens
+    assert evaluated < first.prompt_tokens - 0.9 * static_tokens
+
+
+def test_prefix_reuse_does_not_change_greedy_answers(pair) -> None:
+    from models.llamacpp import LlamaCppRuntime
+
+    histories = [[], ["click on File"], ["click on File", "type 'report'"]]
+    answers = {}
+    for reuse in (True, False):
+        rt = LlamaCppRuntime(pair.model, pair.mmproj, n_ctx=8192, reuse_prefix=reuse)
+        try:
+            replies = [rt.complete(_agent_request(h, seed_image=i))
+                       for i, h in enumerate(histories)]
+        finally:
+            rt.close()
+        answers[reuse] = [r.answer for r in replies]
+        assert all(r.reused_tokens > 0 for r in replies[1:]) == reuse
+    assert answers[True] == answers[False]
+
+
+def test_raw_rgb_and_png_give_the_same_image_tokens(runtime) -> None:
+    import io
+
+    from PIL import Image
+
+    image = _image(640, 368, 256)
+    png = io.BytesIO()
+    Image.fromarray(image.rgb).save(png, format="PNG")
+    raw = runtime.embed_image(image)
+    decoded = runtime.embed_image(png.getvalue())
+    assert raw.shape == decoded.shape and raw.shape[0] == image.n_patches
+    np.testing.assert_array_equal(raw, decoded)
