@@ -17,8 +17,9 @@ from actions.types import TERMINAL_ACTIONS, AnyAction, Done, Fail, summarize
 from actions.validate import validate
 from agent.records import Outcome, RunResult, Status, StepRecord, Timings
 from agent.rundir import RunDir
-from grounding.capture import CaptureError, Screen
-from grounding.geometry import Point
+from agent.zoomstep import Zoomed, zoom_in
+from grounding.capture import CaptureError, Frame, Screen
+from grounding.geometry import Point, View
 from grounding.preprocess import DEFAULT_MAX_PATCHES, ModelImage, prepare
 from models.prompt import agent_prompt
 from models.runtime import Mode, Reply, Request, Runtime, RuntimeFailure
@@ -70,6 +71,8 @@ class ModelSettings:
     allowed: frozenset[str] | None = None  # restrict the action kinds (None: all)
     temperature: float = 0.0
     max_reasoning_tokens: int = 1024
+    zoom: bool = False  # locate small pointer targets again on a full-resolution crop
+    zoom_patches: int = 1024  # the crop's patch budget (1024: a 512x512 crop)
 
 
 def run_agent(task: str, *, runtime: Runtime, screen: Screen, device: InputDevice | None,
@@ -109,16 +112,10 @@ def run_agent(task: str, *, runtime: Runtime, screen: Screen, device: InputDevic
                 max_answer_tokens=answer_limit, temperature=settings.temperature,
                 max_reasoning_tokens=settings.max_reasoning_tokens))
             lap("model")
-        except RuntimeFailure as exc:
-            return finish(Status.RUNTIME_ERROR, f"model runtime failed: {exc}")
-        except KeyboardInterrupt:
-            return finish(Status.INTERRUPTED, "stopped by the person")
-        except (CaptureError, OSError) as exc:
-            return finish(Status.INPUT_ERROR, f"screen capture failed: {exc}")
-
-        try:
-            resolved = validate(parse_action(reply.answer), image.view)
-        except ActionError as exc:
+            zoom = _decide(reply, frame, image.view, runtime=runtime, settings=settings,
+                           clock=clock)
+            lap("model")
+        except ActionError as exc:  # the first answer only: zooming never rejects a step
             errors += 1
             feedback = str(exc)
             steps.append(_save(record, _Seen(index, frame.rgb, image, reply, lap), on_step,
@@ -127,7 +124,14 @@ def run_agent(task: str, *, runtime: Runtime, screen: Screen, device: InputDevic
                 return finish(Status.TOO_MANY_ERRORS,
                               f"{errors} unusable replies in a row; last: {feedback}")
             continue
+        except RuntimeFailure as exc:
+            return finish(Status.RUNTIME_ERROR, f"model runtime failed: {exc}")
+        except KeyboardInterrupt:
+            return finish(Status.INTERRUPTED, "stopped by the person")
+        except (CaptureError, OSError) as exc:
+            return finish(Status.INPUT_ERROR, f"screen capture failed: {exc}")
         errors, feedback = 0, None
+        resolved = zoom.resolved
         action = resolved.action
         terminal = action.action in TERMINAL_ACTIONS
         try:
@@ -141,11 +145,21 @@ def run_agent(task: str, *, runtime: Runtime, screen: Screen, device: InputDevic
         lap("act")
         outcome = (Outcome.TERMINAL if terminal
                    else Outcome.EXECUTED if device is not None else Outcome.DRY_RUN)
-        steps.append(_save(record, _Seen(index, frame.rgb, image, reply, lap), on_step,
+        steps.append(_save(record, _Seen(index, frame.rgb, image, reply, lap, zoom), on_step,
                            outcome=outcome, action=action, points=resolved.points))
         if terminal:
             return finish(*_terminal_status(action))
     return finish(Status.MAX_STEPS, f"step budget of {budget.max_steps} spent")
+
+
+def _decide(reply: Reply, frame: Frame, view: View, *, runtime: Runtime,
+            settings: ModelSettings, clock: Clock) -> Zoomed:
+    """Validate the answer (raising ActionError), then refine a small target with zoom on."""
+    first = validate(parse_action(reply.answer), view)
+    if not settings.zoom:
+        return Zoomed(first)
+    return zoom_in(first, frame, view, runtime, now=clock.now, zoom_patches=settings.zoom_patches,
+                   temperature=settings.temperature)
 
 
 def _terminal_status(action: AnyAction) -> tuple[Status, str]:
@@ -179,6 +193,7 @@ class _Seen:
     image: ModelImage
     reply: Reply
     lap: _Laps
+    zoom: Zoomed | None = None
 
 
 def _save(record: RunDir, seen: _Seen, on_step: Callable[[StepRecord], None] | None, *,
@@ -186,6 +201,8 @@ def _save(record: RunDir, seen: _Seen, on_step: Callable[[StepRecord], None] | N
           error: str | None = None) -> StepRecord:
     """Write the screenshot and the step line; the record phase is timed up to the line."""
     index, image, reply, lap = seen.index, seen.image, seen.reply, seen.lap
+    zoom_tokens = seen.zoom.image_tokens if seen.zoom is not None else 0
+    zoom_timings = seen.zoom.timings if seen.zoom is not None else {}
     shot = record.save_screenshot(index, seen.rgb)
     lap("record")
     step = StepRecord(
@@ -194,8 +211,9 @@ def _save(record: RunDir, seen: _Seen, on_step: Callable[[StepRecord], None] | N
         action=action.model_dump() if action is not None else None,
         points=tuple((p.x, p.y) for p in points), error=error, screenshot=shot,
         image_size=(image.view.image_width, image.view.image_height),
-        image_tokens=reply.image_tokens, output_tokens=reply.output_tokens,
-        timings=Timings(**lap.seconds), model_timings=dict(reply.timings))
+        image_tokens=reply.image_tokens + zoom_tokens, zoom_image_tokens=zoom_tokens,
+        output_tokens=reply.output_tokens, timings=Timings(**lap.seconds),
+        model_timings={**reply.timings, **zoom_timings})
     record.append(step)
     if on_step is not None:
         on_step(step)

@@ -76,10 +76,11 @@ class StepRecord:
     error: str | None = None
     screenshot: str | None = None
     image_size: tuple[int, int] = (0, 0)
-    image_tokens: int = 0
+    image_tokens: int = 0  # all the step's calls, the zoom call's included
     output_tokens: int = 0
     timings: Timings = field(default_factory=Timings)
     model_timings: dict[str, float] = field(default_factory=dict)
+    zoom_image_tokens: int = 0  # the part of image_tokens spent on a zoomed crop
 
     def to_prompt_line(self) -> str:
         """How this step is recalled to the model on later steps."""
