@@ -10,6 +10,8 @@ import datetime as dt
 import json
 import logging
 import os
+import queue
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,7 @@ class RunDir:
             self.path.mkdir(mode=0o700)
             (self.path / "screens").mkdir(mode=0o700)
             _private_write(self.path / TRAJECTORY, b"")
+            self._writer = _ImageWriter()
         except OSError as exc:
             raise RunDirError(f"cannot write the run directory {self.path}: {exc.strerror or exc}"
                               ) from exc
@@ -71,13 +74,20 @@ class RunDir:
         return self.save_image(f"step-{index:04d}", rgb)
 
     def save_image(self, name: str, rgb: np.ndarray) -> str:
-        """Store an image as ``screens/NAME.png``; returns its path relative to the run."""
+        """Queue an image for ``screens/NAME.png``; returns its path relative to the run.
+
+        Encoding a PNG costs 20-120 ms (1080p-4K), so a writer thread does it off the agent's
+        hot path; :meth:`flush` (called by ``finish``) waits until every image is on disk.
+        """
         rel = f"screens/{name}.png"
-        fd = os.open(self.path / rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            # Level 1: the screenshot is evidence, not an archive; fast beats small here.
-            Image.fromarray(rgb).save(fh, format="PNG", compress_level=1)
+        # Frames are read-only; anything else is copied so a later change cannot reach the file.
+        pixels = rgb if not rgb.flags.writeable else rgb.copy()
+        self._writer.put(self.path / rel, pixels)
         return rel
+
+    def flush(self) -> int:
+        """Wait for queued images; returns how many could not be written (each is logged)."""
+        return self._writer.flush()
 
     def write_lines(self, name: str, lines: list[str]) -> None:
         """Write a JSON-lines (or text) file of the run, privately."""
@@ -89,13 +99,55 @@ class RunDir:
         _private_write(self.trajectory, line.encode(), append=True)
 
     def finish(self, result: RunResult) -> None:
-        """Write the run's outcome next to its header."""
-        self._json("result.json", {"status": result.status.value, "message": result.message,
-                                   "steps": len(result.steps), "answer": result.answer})
+        """Write the run's outcome next to its header, once every screenshot is written."""
+        self.finish_task({"status": result.status.value, "message": result.message,
+                          "steps": len(result.steps), "answer": result.answer})
 
     def finish_task(self, data: dict[str, Any]) -> None:
-        """Write a task file's outcome next to its header."""
-        self._json("result.json", data)
+        """Write a task file's outcome next to its header, once every screenshot is written."""
+        lost = self.flush()
+        self._json("result.json", {**data, "screenshots_lost": lost} if lost else data)
 
     def _json(self, name: str, data: dict[str, Any]) -> None:
         _private_write(self.path / name, (json.dumps(data, indent=2) + "\n").encode())
+
+
+class _ImageWriter:
+    """One thread that encodes queued images to private PNG files, in order."""
+
+    def __init__(self, depth: int = 8) -> None:
+        # A bounded queue: if the disk cannot keep up, the agent waits rather than piling up
+        # full-resolution frames in memory.
+        self._queue: queue.Queue[tuple[Path, np.ndarray]] = queue.Queue(maxsize=depth)
+        self._failed = 0
+        self._thread: threading.Thread | None = None
+
+    def put(self, path: Path, rgb: np.ndarray) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="deskpilot-png",
+                                            daemon=True)
+            self._thread.start()
+        self._queue.put((path, rgb))
+
+    def flush(self) -> int:
+        if self._thread is not None:
+            self._queue.join()
+        return self._failed
+
+    def _run(self) -> None:
+        while True:
+            path, rgb = self._queue.get()
+            try:
+                _write_png(path, rgb)
+            except (OSError, ValueError) as exc:
+                self._failed += 1
+                log.warning("screenshot not saved: %s", exc)
+            finally:
+                self._queue.task_done()
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        # Level 1: the screenshot is evidence, not an archive; fast beats small here.
+        Image.fromarray(rgb).save(fh, format="PNG", compress_level=1)

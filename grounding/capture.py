@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import cv2
 import numpy as np
 
 from grounding.geometry import ScreenGeometry
@@ -244,13 +245,9 @@ def bgra_to_rgb(raw: bytes | bytearray | memoryview, width: int, height: int) ->
     src = np.frombuffer(raw, np.uint8)
     if src.size != width * height * 4:
         raise CaptureError(f"screenshot holds {src.size} bytes, not {width}x{height}x4")
-    src = src.reshape(height, width, 4)
-    # Three plane copies measured ~5x faster than one copy of the reversed [..., 2::-1] view
-    # (1280x800: ~1 ms against ~6 ms), and faster than Pillow's BGRX decoder.
-    rgb = np.empty((height, width, 3), np.uint8)
-    rgb[..., 0] = src[..., 2]
-    rgb[..., 1] = src[..., 1]
-    rgb[..., 2] = src[..., 0]
+    # OpenCV's converter is vectorized and threaded: 1080p in 0.3 ms and 4K in 2.4 ms here,
+    # against 2.1 ms and 9.3 ms for three numpy plane copies.
+    rgb: np.ndarray = cv2.cvtColor(src.reshape(height, width, 4), cv2.COLOR_BGRA2RGB)
     return rgb
 
 

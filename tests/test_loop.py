@@ -207,3 +207,18 @@ def test_ctrl_c_mid_drag_releases_the_button(tmp_path: Path) -> None:
     result, _, _ = _run(tmp_path, [drag, DONE], device=device)
     assert result.status is Status.INTERRUPTED
     assert ("button_down", "left") in device.calls and device.buttons_down == []
+
+
+def test_screenshots_are_written_off_the_hot_path_and_flushed_at_the_end(tmp_path) -> None:
+    from agent.rundir import RunDir
+
+    record = RunDir(tmp_path)
+    frame = np.full((600, 800, 3), 7, np.uint8)
+    rels = [record.save_screenshot(i, frame) for i in range(1, 13)]  # more than the queue
+    frame[:] = 200  # a later change must not reach the files already queued
+    assert record.flush() == 0
+    from PIL import Image
+    for rel in rels:
+        path = record.path / rel
+        assert (path.stat().st_mode & 0o777) == 0o600
+        assert np.asarray(Image.open(path)).max() == 7
