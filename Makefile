@@ -9,6 +9,8 @@ BIN    := $(VENV)/bin
 # x11-utils: xwininfo/xprop for debugging a display; xfonts-base: the "fixed" font Xvfb and
 # xcalc need (only a recommendation of xvfb, and we install without recommendations).
 DEB_PACKAGES := xvfb xfonts-base x11-apps xdotool x11-utils
+# scrot: what pyautogui.screenshot() runs on X11, for the naive loop in `deskpilot bench overhead`.
+DEB_PACKAGES += scrot
 # chromium: only the tests need it, to render the HTML report to a PNG.
 DEB_TEST_PACKAGES := chromium
 DEMO_OUT := demo-out
