@@ -138,10 +138,23 @@ def _window_box(display: str, name: str, width: int, height: int) -> PixelBox:
     return (max(x - m, 0), max(y - m, 0), min(x + w + m, width), min(y + h + m, height))
 
 
-def main() -> None:
-    """Run the benchmark with its defaults and print the figures as JSON."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the benchmark and print the figures as JSON."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="deskpilot bench ocr",
+                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--screen-size", default="1920x1080", metavar="WxH",
+                        help="display size (default 1920x1080)")
+    parser.add_argument("--steps", type=int, default=10, metavar="N",
+                        help="groundings to time (default 10)")
+    args = parser.parse_args(argv)
+    try:
+        width, height = (int(v) for v in args.screen_size.lower().split("x"))
+    except ValueError:
+        parser.error(f"--screen-size: expected WxH, got {args.screen_size!r}")
     logging.basicConfig(level=logging.WARNING)
-    print(json.dumps(bench_ocr(), indent=2))
+    print(json.dumps(bench_ocr(width, height, args.steps), indent=2))
 
 
 if __name__ == "__main__":

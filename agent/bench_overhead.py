@@ -293,7 +293,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Print the benchmark's figures as JSON (``--one WxH``: one size, in this process)."""
-    parser = argparse.ArgumentParser(prog="python -m agent.bench_overhead",
+    parser = argparse.ArgumentParser(prog="deskpilot bench overhead",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--one", type=_size, metavar="WxH",
                         help="time one size in this process (the worker mode)")

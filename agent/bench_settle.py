@@ -145,7 +145,7 @@ def _saving(median_ms: float) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the benchmark and print its figures as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m agent.bench_settle",
+    parser = argparse.ArgumentParser(prog="deskpilot bench settle",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--trials", type=int, default=10)
     args = parser.parse_args(argv)

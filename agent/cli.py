@@ -30,7 +30,7 @@ examples:
   deskpilot demo                           replay a recorded xcalc run on a private display
   deskpilot run examples/*.yaml --headless --junit junit.xml --report report/
                                            task files as UI tests on a private display
-  deskpilot bench ocr                      time OCR grounding at 1080p
+  deskpilot bench overhead                 the agent's own cost per step, against a naive loop
 
 Every run writes a private directory with trajectory.jsonl and the screenshots
 (default ~/.local/state/deskpilot/runs; --runs-dir or $DESKPILOT_RUNS to change).
@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"image budget in 16x16 patches, {DEFAULT_MIN_PATCHES}-"
                           f"{DEFAULT_MAX_PATCHES} (the model's own limits; default "
                           f"{DEFAULT_MAX_PATCHES})")
+    run.add_argument("--zoom", action="store_true",
+                     help="when a target is small on a downscaled view, ask again on a "
+                          "native-resolution crop around it (a second, smaller model call)")
     run.add_argument("--dry-run", action="store_true",
                      help="decide and validate actions, but never move the mouse or type")
     run.add_argument("--runs-dir", type=Path, metavar="DIR", help="where run directories go")
@@ -138,19 +141,30 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where model files live (default $DESKPILOT_MODELS or "
                             "~/.local/share/deskpilot/models)")
 
-    bench = sub.add_parser("bench", help="measure, and print the figures as JSON")
-    bsub = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
-    ocr = bsub.add_parser("ocr", help="OCR grounding time per step on a private Xvfb with "
-                                      "real xcalc and xedit (full screen and a region)")
-    ocr.add_argument("--screen-size", type=parse_size, default=(1920, 1080), metavar="WxH",
-                     help="display size (default 1920x1080)")
-    ocr.add_argument("--steps", type=_positive_int, default=10, metavar="N",
-                     help="groundings to time (default 10)")
+    bench = sub.add_parser(
+        "bench", help="measure, and print the figures as JSON",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Benchmarks print figures as JSON; `deskpilot bench WHAT --help` lists "
+                    "each one's options.",
+        epilog="\n".join(f"  {name:<9} {text}" for name, text in _BENCHES.items()))
+    bench.add_argument("what", choices=list(_BENCHES), metavar="WHAT",
+                       help="one of: " + ", ".join(_BENCHES))
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="options of that benchmark")
     sub.add_parser("doctor", help="check that this machine can run the agent, and say how "
                                   "to fix what is missing")
     demo = sub.add_parser("demo", help="replay a recorded xcalc run on a private Xvfb display")
     demo.add_argument("--runs-dir", type=Path, metavar="DIR", help="where run directories go")
     return p
+
+
+_BENCHES = {
+    "overhead": "agent overhead per step (capture .. record) at 1080p and 4K on Xvfb, beside "
+                "the naive pyautogui loop",
+    "model": "image encode, prefill and decode speed of a random-weight GGUF pair of a chosen "
+             "shape, direct vs reasoning steps, and the decode ceiling",
+    "settle": "waiting for a stable screen after actions on xcalc/xedit, against fixed sleeps",
+    "ocr": "OCR grounding time per step at 1080p with real xcalc and xedit",
+}
 
 
 def _positive_int(text: str) -> int:
@@ -191,11 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from agent.cli_models import run_models_command
             return run_models_command(args)
         if args.command == "bench":
-            import json
+            import importlib
 
-            from agent.bench_ocr import bench_ocr
-            width, height = args.screen_size
-            print(json.dumps(bench_ocr(width, height, args.steps), indent=2))
+            importlib.import_module(f"agent.bench_{args.what}").main(args.options)
             return EXIT_OK
         if args.command == "doctor":
             from agent.doctor import run_doctor
@@ -292,7 +304,7 @@ def _cmd_run_words(args: argparse.Namespace) -> int:
             args.task, runtime=runtime, screen=screen, device=device, record=record,
             budget=Budget(max_steps=args.max_steps, max_seconds=args.max_seconds),
             settings=ModelSettings(mode=Mode(args.mode), max_patches=args.max_patches,
-                                   temperature=_temperature(args)),
+                                   temperature=_temperature(args), zoom=args.zoom),
             on_step=print_step)
     finally:
         runtime.close()

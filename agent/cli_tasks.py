@@ -80,7 +80,7 @@ def _run(tasks: list[Task], args: argparse.Namespace, *, new_display: bool) -> i
 
     opener = _model_opener(args) if any(t.needs_model for t in tasks) else None
     model = ModelAccess(opener, ModelSettings(mode=Mode(args.mode), max_patches=args.max_patches,
-                                              temperature=_temperature(args)))
+                                              temperature=_temperature(args), zoom=args.zoom))
     try:
         with run_display(new=new_display, size=args.screen_size) as (display, started):
             try:
