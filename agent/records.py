@@ -24,6 +24,7 @@ class Status(StrEnum):
     RUNTIME_ERROR = "runtime_error"    # the model runtime broke
     INPUT_ERROR = "input_error"        # capture or input device broke
     INTERRUPTED = "interrupted"        # the person stopped it
+    LOOP_DETECTED = "loop_detected"    # the same actions again and again, the screen unchanged
 
     @property
     def ok(self) -> bool:
@@ -37,6 +38,7 @@ class Outcome(StrEnum):
     EXECUTED = "executed"
     DRY_RUN = "dry_run"        # validated but not sent to the input device
     REJECTED = "rejected"      # unparseable or invalid; the error goes back to the model
+    DENIED = "denied"          # the safety policy or the person refused it; nothing was sent
     TERMINAL = "terminal"      # done / fail / ask_user
 
 
@@ -86,6 +88,8 @@ class StepRecord:
         """How this step is recalled to the model on later steps."""
         if self.outcome is Outcome.REJECTED:
             return f"(unusable reply: {self.error})"
+        if self.outcome is Outcome.DENIED:
+            return f"(not allowed: {self.summary}: {self.error})"
         return self.summary
 
     def to_json(self) -> dict[str, Any]:
@@ -98,7 +102,9 @@ class StepRecord:
     def line(self) -> str:
         """One human-readable line for plain output."""
         where = " at " + " -> ".join(f"({x},{y})" for x, y in self.points) if self.points else ""
-        what = f"REJECTED: {self.error}" if self.outcome is Outcome.REJECTED else self.summary
+        what = (f"REJECTED: {self.error}" if self.outcome is Outcome.REJECTED
+                else f"DENIED {self.summary}: {self.error}" if self.outcome is Outcome.DENIED
+                else self.summary)
         return f"step {self.index:>3}  {what}{where}  [{self.outcome.value}]  {self.timings.line()}"
 
 

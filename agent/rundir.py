@@ -89,6 +89,13 @@ class RunDir:
         """Wait for queued images; returns how many could not be written (each is logged)."""
         return self._writer.flush()
 
+    def incident(self, data: dict[str, Any]) -> None:
+        """Append a safety incident (a refused or denied action) to ``incidents.jsonl``."""
+        stamped = {"time": dt.datetime.now().astimezone().isoformat(timespec="seconds"), **data}
+        line = json.dumps(stamped, ensure_ascii=False) + "\n"
+        _private_write(self.path / "incidents.jsonl", line.encode(), append=True)
+        log.warning("safety: %s", data.get("reason", data))
+
     def write_lines(self, name: str, lines: list[str]) -> None:
         """Write a JSON-lines (or text) file of the run, privately."""
         _private_write(self.path / name, "".join(line + "\n" for line in lines).encode())

@@ -176,6 +176,15 @@ class SetupSpec(_Spec):
         return value
 
 
+class ScopeSpec(_Spec):
+    """Where the task may act: a screen region (pixels) and/or windows by title or class."""
+
+    region: PixelRegion | None = None
+    windows: tuple[Annotated[str, Field(min_length=1, max_length=200)], ...] = ()
+
+    _region = field_validator("region")(_check_region)
+
+
 class BudgetSpec(_Spec):
     """Limits: agent steps for each ``do`` step, and wall time for the whole task."""
 
@@ -226,6 +235,7 @@ class Task:
     path: Path
     setup: SetupSpec
     budget: BudgetSpec
+    scope: ScopeSpec
     variables: Mapping[str, Variable]
     allow: frozenset[str]
     steps: tuple[Step, ...]
@@ -246,6 +256,7 @@ class _Header(_Spec):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     setup: SetupSpec = SetupSpec()
     budget: BudgetSpec = BudgetSpec()
+    scope: ScopeSpec = ScopeSpec()
     variables: dict[str, Any] = Field(default_factory=dict)
     allow: tuple[str, ...] = ()
     steps: list[Any] = Field(min_length=1)
@@ -301,7 +312,7 @@ def load_task(path: Path, *, environ: Mapping[str, str] | None = None) -> Task:
     if problems:
         raise TaskFileError(sorted(problems, key=_line_number))
     return Task(name=header.name, path=path, setup=header.setup, budget=header.budget,
-                variables=variables, allow=frozenset(header.allow), steps=tuple(steps))
+                scope=header.scope, variables=variables, allow=frozenset(header.allow), steps=tuple(steps))
 
 
 def _compose(path: Path) -> yaml.Node:
