@@ -15,6 +15,7 @@ from actions.parse import ActionError, parse_action
 from actions.schema import action_grammar, describe_actions, max_answer_chars
 from actions.types import TERMINAL_ACTIONS, AnyAction, Done, Fail, summarize
 from actions.validate import validate
+from agent.gate import ActionDenied, Gate, describe
 from agent.records import Outcome, RunResult, Status, StepRecord, Timings
 from agent.rundir import RunDir
 from agent.zoomstep import Zoomed, zoom_in
@@ -77,14 +78,15 @@ class ModelSettings:
 
 def run_agent(task: str, *, runtime: Runtime, screen: Screen, device: InputDevice | None,
               record: RunDir, clock: Clock | None = None, budget: Budget = Budget(),
-              settings: ModelSettings = ModelSettings(),
+              settings: ModelSettings = ModelSettings(), gate: Gate | None = None,
               on_step: Callable[[StepRecord], None] | None = None) -> RunResult:
-    """Run one task to its end. ``device=None`` validates actions without sending them."""
+    """Run one task to its end. ``device=None`` validates actions without sending them.
+
+    ``gate`` (the safety policy and the person's approval) sees every action before the
+    device does; what it stops is recorded as denied and explained to the model.
+    """
     clock = clock or SystemClock()
-    grammar = action_grammar(settings.allowed)
-    reference = describe_actions(settings.allowed)
-    # A token is at least one character, so the longest answer the grammar admits bounds it.
-    answer_limit = max_answer_chars(settings.allowed) + 8
+    asking = _Asking.of(task, settings)
     steps: list[StepRecord] = []
     feedback: str | None = None
     errors = 0
@@ -105,24 +107,21 @@ def run_agent(task: str, *, runtime: Runtime, screen: Screen, device: InputDevic
             lap("capture")
             image = prepare(frame, max_patches=settings.max_patches)
             lap("preprocess")
-            prompt = agent_prompt(task, actions_reference=reference, feedback=feedback,
-                                  history=[s.to_prompt_line() for s in steps[-HISTORY_STEPS:]])
-            reply = runtime.complete(Request(
-                prompt=prompt, image=image, mode=settings.mode, grammar=grammar,
-                max_answer_tokens=answer_limit, temperature=settings.temperature,
-                max_reasoning_tokens=settings.max_reasoning_tokens))
+            reply = runtime.complete(asking.request(image, steps, feedback))
             lap("model")
             zoom = _decide(reply, frame, image.view, runtime=runtime, settings=settings,
-                           clock=clock)
+                           clock=clock, gate=gate)
             lap("model")
-        except ActionError as exc:  # the first answer only: zooming never rejects a step
+        except ActionError as exc:  # unusable or not allowed: the model is told, and may retry
             errors += 1
             feedback = str(exc)
+            denied = exc.action if isinstance(exc, ActionDenied) else None
             steps.append(_save(record, _Seen(index, frame.rgb, image, reply, lap), on_step,
-                               outcome=Outcome.REJECTED, error=feedback))
+                               outcome=Outcome.REJECTED if denied is None else Outcome.DENIED,
+                               action=denied, error=feedback))
             if errors >= budget.max_consecutive_errors:
                 return finish(Status.TOO_MANY_ERRORS,
-                              f"{errors} unusable replies in a row; last: {feedback}")
+                              f"{errors} unusable or refused replies in a row; last: {feedback}")
             continue
         except RuntimeFailure as exc:
             return finish(Status.RUNTIME_ERROR, f"model runtime failed: {exc}")
@@ -152,14 +151,51 @@ def run_agent(task: str, *, runtime: Runtime, screen: Screen, device: InputDevic
     return finish(Status.MAX_STEPS, f"step budget of {budget.max_steps} spent")
 
 
+@dataclass(frozen=True, slots=True)
+class _Asking:
+    """What every step's request shares, worked out once per run."""
+
+    task: str
+    settings: ModelSettings
+    grammar: str
+    reference: str
+    answer_limit: int
+
+    @classmethod
+    def of(cls, task: str, settings: ModelSettings) -> _Asking:
+        allowed = settings.allowed
+        # A token is at least one character: the longest answer the grammar admits bounds it.
+        return cls(task, settings, action_grammar(allowed), describe_actions(allowed),
+                   max_answer_chars(allowed) + 8)
+
+    def request(self, image: ModelImage, steps: list[StepRecord], feedback: str | None
+                ) -> Request:
+        """This step's request: the static prompt first, history, then the screenshot."""
+        s = self.settings
+        prompt = agent_prompt(self.task, actions_reference=self.reference, feedback=feedback,
+                              history=[r.to_prompt_line() for r in steps[-HISTORY_STEPS:]])
+        return Request(prompt=prompt, image=image, mode=s.mode, grammar=self.grammar,
+                       max_answer_tokens=self.answer_limit, temperature=s.temperature,
+                       max_reasoning_tokens=s.max_reasoning_tokens)
+
+
 def _decide(reply: Reply, frame: Frame, view: View, *, runtime: Runtime,
-            settings: ModelSettings, clock: Clock) -> Zoomed:
-    """Validate the answer (raising ActionError), then refine a small target with zoom on."""
+            settings: ModelSettings, clock: Clock, gate: Gate | None) -> Zoomed:
+    """Validate the answer, refine a small target (zoom on), and pass the gate.
+
+    Raises :class:`ActionError` for an unusable answer (zooming never rejects one) and
+    :class:`ActionDenied` for an action the gate stopped; nothing reaches the device here.
+    """
     first = validate(parse_action(reply.answer), view)
-    if not settings.zoom:
-        return Zoomed(first)
-    return zoom_in(first, frame, view, runtime, now=clock.now, zoom_patches=settings.zoom_patches,
-                   temperature=settings.temperature)
+    zoomed = Zoomed(first) if not settings.zoom else zoom_in(
+        first, frame, view, runtime, now=clock.now, zoom_patches=settings.zoom_patches,
+        temperature=settings.temperature)
+    action = zoomed.resolved.action
+    if gate is not None and action.action not in TERMINAL_ACTIONS:
+        blocked = gate.check(zoomed.resolved, frame)
+        if blocked is not None:
+            raise ActionDenied(describe(blocked), action)
+    return zoomed
 
 
 def _terminal_status(action: AnyAction) -> tuple[Status, str]:

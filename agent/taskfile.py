@@ -312,7 +312,8 @@ def load_task(path: Path, *, environ: Mapping[str, str] | None = None) -> Task:
     if problems:
         raise TaskFileError(sorted(problems, key=_line_number))
     return Task(name=header.name, path=path, setup=header.setup, budget=header.budget,
-                scope=header.scope, variables=variables, allow=frozenset(header.allow), steps=tuple(steps))
+                scope=header.scope, variables=variables, allow=frozenset(header.allow),
+                steps=tuple(steps))
 
 
 def _compose(path: Path) -> yaml.Node:

@@ -83,7 +83,7 @@ def test_consecutive_failures_end_the_run(tmp_path: Path) -> None:
     result, _, device = _run(tmp_path, [corner, "{}", "[]", DONE],
                              budget=Budget(max_consecutive_errors=3))
     assert result.status is Status.TOO_MANY_ERRORS
-    assert "3 unusable replies in a row" in result.message
+    assert "3 unusable or refused replies in a row" in result.message
     assert device.calls == []  # nothing partial ever reached the device
 
 

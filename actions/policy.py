@@ -1,0 +1,751 @@
+"""The safety policy: what an action may not do at all, and what needs the person's approval.
+
+:meth:`Policy.review` looks at a validated action *before* any input is sent and answers with
+refusals (out of the task's region or windows: never carried out, whatever anyone says) and
+approvals (sensitive actions that only the person may let through, or the task file's ``allow``
+list). Approval must come from the person, out of band: a terminal prompt or the TUI, never an
+answer produced by the model and never text read off the screen. Screen text and the model's own
+words can only *add* concern here, never remove it.
+
+The checks are heuristics that fail towards asking: a false alarm costs a prompt (or, headless,
+a denied step the task can ``allow``); a miss can cost a deleted file or a sent message.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import re
+import select
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+from typing import Protocol, runtime_checkable
+
+from actions.resolved import Resolved
+from actions.types import AnyAction, Click, Drag, Hold, Key, Type
+from grounding.capture import Frame
+from grounding.geometry import PixelBox, Point
+from grounding.ocr import OcrError, TextLine, TextReader, clip_region
+from grounding.windows import WindowInfo, WindowProbe, WindowProbeError
+
+log = logging.getLogger(__name__)
+
+
+class Category(StrEnum):
+    """Why an action is stopped: the first four need approval, the rest are refused."""
+
+    SENSITIVE_KEYS = "sensitive_keys"
+    SENSITIVE_CLICKS = "sensitive_clicks"
+    TERMINAL_TYPING = "terminal_typing"
+    SECRET_TYPING = "secret_typing"
+    OUT_OF_REGION = "out_of_region"
+    OUT_OF_WINDOW = "out_of_window"
+    FOCUS_CHANGED = "focus_changed"
+
+
+APPROVAL_CATEGORIES = frozenset({Category.SENSITIVE_KEYS, Category.SENSITIVE_CLICKS,
+                                 Category.TERMINAL_TYPING, Category.SECRET_TYPING})
+"""The categories a person may approve, and the only names a task's ``allow`` list may use."""
+
+REFUSAL_CATEGORIES = frozenset(Category) - APPROVAL_CATEGORIES
+"""The categories nobody can approve: the action is not carried out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Concern:
+    """One reason to stop an action; ``reason`` is one line written for the person."""
+
+    category: Category
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Where a task may act.
+
+    ``region`` is a rectangle in screen points (x2 and y2 exclusive) that every pointer target
+    must lie in. ``windows`` are patterns, any of which the window under a pointer target (or,
+    for typing and keys, the focused window) must match: a plain pattern matches as a
+    case-insensitive substring of the title or of either WM_CLASS part; ``/.../`` is a regular
+    expression searched case-insensitively in the same places.
+    """
+
+    region: PixelBox | None = None
+    windows: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.region is not None:
+            x1, y1, x2, y2 = self.region
+            if x2 <= x1 or y2 <= y1:
+                raise ValueError(f"scope region must be [x1, y1, x2, y2] with x1 < x2 and "
+                                 f"y1 < y2, got {list(self.region)}")
+        for pattern in self.windows:
+            _compile_window_pattern(pattern)  # raises ValueError for a bad or empty pattern
+
+    def allows_point(self, point: Point) -> bool:
+        """Whether the point lies inside the region (always, without a region)."""
+        if self.region is None:
+            return True
+        x1, y1, x2, y2 = self.region
+        return x1 <= point.x < x2 and y1 <= point.y < y2
+
+    def allows_window(self, window: WindowInfo) -> bool:
+        """Whether the window matches one of the patterns (always, without patterns)."""
+        if not self.windows:
+            return True
+        texts = (window.title, *window.wm_class)
+        return any(_compile_window_pattern(p).search(t) for p in self.windows for t in texts)
+
+
+@lru_cache(maxsize=256)
+def _compile_window_pattern(pattern: str) -> re.Pattern[str]:
+    if len(pattern) >= 2 and pattern.startswith("/") and pattern.endswith("/"):
+        body = pattern[1:-1]
+        if not body:
+            raise ValueError("window pattern '//' is empty: it would match every window")
+        try:
+            return re.compile(body, re.IGNORECASE)
+        except re.error as exc:
+            raise ValueError(f"window pattern {pattern!r} is not a valid regular expression: "
+                             f"{exc}") from None
+    if not pattern.strip():
+        raise ValueError("window pattern is empty: it would match every window")
+    return re.compile(re.escape(pattern), re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """What the policy found: refusals (never carried out) and approvals still needed."""
+
+    refusals: tuple[Concern, ...] = ()
+    approvals: tuple[Concern, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is refused and nothing needs approval."""
+        return not self.refusals and not self.approvals
+
+
+class PolicyDenied(Exception):
+    """For callers that stop with an exception: the policy or the person said no."""
+
+    def __init__(self, concern: Concern) -> None:
+        super().__init__(f"{concern.category.value}: {concern.reason}")
+        self.concern = concern
+
+
+# ---------------------------------------------------------------------------------------------
+# Sensitive keys. Chords are sets of canonical names (actions.keys); a rule matches when all its
+# keys are pressed together, so extra modifiers do not slip past it (ctrl+alt+shift+delete).
+
+_VT_SWITCH = "switches to a text console (leaves the desktop session)"
+_KEY_RULES: tuple[tuple[frozenset[str], str], ...] = (
+    (frozenset({"ctrl", "alt", "delete"}), "can log out, reboot or open a task manager"),
+    (frozenset({"ctrl", "alt", "backspace"}), "can kill the X server and every open program"),
+    *((frozenset({"ctrl", "alt", f"f{n}"}), _VT_SWITCH) for n in range(1, 13)),
+    (frozenset({"alt", "printscreen"}), "is the magic SysRq prefix (reboot, kill all programs)"),
+    (frozenset({"ctrl", "alt", "t"}), "opens a terminal on many desktops"),
+    (frozenset({"ctrl", "alt", "l"}), "locks the screen on many desktops"),
+    (frozenset({"ctrl", "alt", "esc"}), "turns the pointer into a window killer (KDE xkill)"),
+    (frozenset({"alt", "f1"}), "opens the application launcher"),
+    (frozenset({"alt", "f2"}), "opens the run-a-command dialog"),
+    (frozenset({"alt", "f4"}), "closes the window, possibly losing unsaved work"),
+    (frozenset({"ctrl", "q"}), "quits the whole application, possibly losing unsaved work"),
+    (frozenset({"shift", "delete"}), "deletes permanently in file managers (skips the trash)"),
+)
+# The super key belongs to the desktop shell by convention (apps almost never bind it): alone it
+# opens the launcher, with a key it locks (super+l), runs (super+r), opens terminals or logs out.
+_WIN_REASON = "is a desktop shortcut (launcher, lock, run dialog, terminals, log out)"
+
+
+def _chord_concern(pressed: frozenset[str], chord: str) -> Concern | None:
+    if "win" in pressed:
+        return Concern(Category.SENSITIVE_KEYS, f"{chord}: the super key {_WIN_REASON}")
+    for keys, reason in _KEY_RULES:
+        if keys <= pressed:
+            return Concern(Category.SENSITIVE_KEYS, f"{chord} {reason}")
+    return None
+
+
+def _pressed(resolved: Resolved) -> tuple[frozenset[str], str]:
+    """All keys down at once for a key or hold action, and the chord as text."""
+    keys = (*resolved.hold, *(k for k in resolved.keys if k not in resolved.hold))
+    return frozenset(keys), "+".join(keys)
+
+
+# In a terminal, Return runs the command line, and so do ctrl+j and ctrl+m (line feed and
+# carriage return); a paste runs every full line it holds.
+_TERMINAL_RUN_CHORDS = (frozenset({"ctrl", "j"}), frozenset({"ctrl", "m"}))
+_TERMINAL_PASTE_CHORDS = (frozenset({"ctrl", "shift", "v"}), frozenset({"shift", "insert"}))
+
+# ---------------------------------------------------------------------------------------------
+# Terminals and run dialogs, told by WM_CLASS (either part) or title.
+
+_TERMINALS = frozenset({
+    "xterm", "uxterm", "rxvt", "urxvt", "gnome-terminal", "konsole", "xfce4-terminal",
+    "alacritty", "kitty", "terminator", "tilix", "wezterm", "org.wezfurlong.wezterm", "foot",
+    "footclient", "st", "st-256color", "lxterminal", "mate-terminal", "qterminal",
+    "terminology", "sakura", "guake", "tilda", "yakuake", "eterm", "aterm", "mlterm", "kterm",
+    "cool-retro-term", "hyper", "tabby", "deepin-terminal", "ptyxis", "org.gnome.ptyxis", "kgx",
+    "org.gnome.console", "blackbox", "com.raggesilver.blackbox", "contour", "ghostty",
+    "com.mitchellh.ghostty", "dev.warp.warp", "roxterm", "termite", "zutty", "x-terminal-emulator",
+})
+_RUN_DIALOGS = frozenset({
+    "krunner", "gmrun", "dmenu", "rofi", "wofi", "fuzzel", "tofi", "bemenu", "xfce4-appfinder",
+    "xfrun4", "lxqt-runner", "grun", "ulauncher", "albert", "synapse", "kupfer",
+})
+_RUN_TITLES = re.compile(r"^(run|run application|run command|run a command|execute command|"
+                         r"application finder)$", re.IGNORECASE)
+# Shells set the title to "user@host: dir" (bash's default PROMPT_COMMAND, zsh themes).
+_PROMPT_TITLE = re.compile(r"^[\w.-]+@[\w.-]+:")
+
+
+def _command_window(window: WindowInfo) -> str | None:
+    """'a terminal (...)' or 'a run dialog (...)' when typed text there runs commands."""
+    label = window.wm_class[-1] if window.wm_class else window.title
+    for part in window.wm_class:
+        name = part.lower()
+        tokens = [t for t in re.split(r"[^a-z0-9]+", name) if t]
+        if name in _RUN_DIALOGS or any(t in _RUN_DIALOGS for t in tokens):
+            return f"a run dialog ({label})"
+        if name in _TERMINALS or any(t in _TERMINALS or t.endswith("term") for t in tokens) \
+                or "terminal" in name:
+            return f"a terminal ({label})"
+    if _RUN_TITLES.match(window.title.strip()):
+        return f"a run dialog ({window.title.strip()})"
+    if _PROMPT_TITLE.match(window.title):
+        return f"a terminal ({_short(window.title, 40)})"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Sensitive clicks: the words on (or right next to) the clicked element.
+#
+# Chosen: what spends money (pay, buy, purchase, checkout, place order), sends or publishes
+# (send, submit, publish), destroys (delete, remove, erase, wipe, format, discard, trash, factory
+# reset), changes the system or grants rights (install, uninstall, sudo, authenticate,
+# authorize, allow, grant, execute, transfer), ends the session (shut down, restart, reboot,
+# power off, log out, sign out), and confirm. Left out: "sign in" and "log in" (by itself a
+# login spends, sends or destroys nothing, and the credentials typed for it are checked as
+# secrets), "save" and "open" (everyday and undoable), "order" alone ("Sort order").
+_CLICK_WORDS = (
+    "delete", "remove", "erase", "wipe", "format", "discard", "trash", "factory reset",
+    "send", "submit", "publish", "pay", "buy", "purchase", "checkout", "check out",
+    "place order", "order now", "confirm", "install", "uninstall", "sudo", "authenticate",
+    "authorize", "authorise", "allow", "grant", "execute", "transfer", "shut down", "shutdown",
+    "restart", "reboot", "power off", "log out", "logout", "sign out",
+)
+_SENSITIVE_TEXT = re.compile(
+    r"\b(?:" + "|".join(r"\s+".join(map(re.escape, w.split())) for w in _CLICK_WORDS) + r")\b",
+    re.IGNORECASE)
+# A bare "OK" or "Yes" takes its meaning from the dialog around it ("Delete 3 files?").
+_AFFIRMATIVE = re.compile(r"^\W*(?:ok|okay|yes|continue|proceed|apply|accept|agree|"
+                          r"i agree)\W*$", re.IGNORECASE)
+
+# Half-sizes, in screen points, of the area read around a click, and of the wider area read for
+# the dialog around an affirmative button.
+CLICK_READ = (120, 24)
+DIALOG_READ = (320, 160)
+_ON_TEXT_MARGIN = 4  # points around a text box that still count as clicking on it
+
+# ---------------------------------------------------------------------------------------------
+# Secrets: known key formats, then any long token that looks random.
+
+_SECRET_FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("a private key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")),
+    ("an AWS access key id", re.compile(
+        r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA)[A-Z0-9]{16}\b")),
+    ("a GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{22,})")),
+    ("a GitLab token", re.compile(r"\bglpat-[\w-]{20,}")),
+    ("an API secret key (sk-...)", re.compile(r"\bsk-[\w-]{20,}")),
+    ("a Stripe key", re.compile(r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}")),
+    ("a Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("a Google API key", re.compile(r"\bAIza[\w-]{35}")),
+    ("a Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
+    ("a JSON web token", re.compile(r"\beyJ[\w-]{5,}\.eyJ[\w-]{5,}\.[\w-]*")),
+)
+_TOKEN_EDGES = "\"'`()[]{}<>,;."
+# Tokens end at spaces, and at "=" or ":" followed by more text (``key=value``, ``Bearer:x``);
+# a trailing "=" is base64 padding and stays.
+_TOKEN_SPLIT = re.compile(r"\s+|[=:](?=[^=\s])")
+MIN_TOKEN_CHARS = 20
+MIN_TOKEN_ENTROPY = 3.5  # bits per character
+
+
+def _entropy(text: str) -> float:
+    """Shannon entropy of the characters of ``text``, in bits per character."""
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in Counter(text).values())
+
+
+def _class_changes(text: str) -> int:
+    """Adjacent letter/digit/case switches, not counting a capital starting a word.
+
+    Random tokens switch often (about every other character in base62); file names, paths,
+    URLs and e-mail addresses are runs of words and numbers that switch rarely, although their
+    entropy is just as high.
+    """
+    def kind(ch: str) -> str | None:
+        if ch.isdigit():
+            return "d"
+        if ch.isalpha():
+            return "u" if ch.isupper() else "l"
+        return None
+
+    changes = 0
+    for a, b in itertools.pairwise(text):
+        ka, kb = kind(a), kind(b)
+        if ka and kb and ka != kb and (ka, kb) != ("u", "l"):
+            changes += 1
+    return changes
+
+
+def _random_looking(token: str) -> bool:
+    return (len(token) >= MIN_TOKEN_CHARS
+            and any(c.isalpha() for c in token) and any(c.isdigit() for c in token)
+            and _entropy(token) >= MIN_TOKEN_ENTROPY
+            and _class_changes(token) >= max(4, len(token) // 5))
+
+
+def secret_spans(text: str) -> list[tuple[str, str]]:
+    """The parts of ``text`` that look like secrets, as (what it looks like, the part)."""
+    found = [(what, m.group()) for what, rx in _SECRET_FORMATS for m in rx.finditer(text)]
+    for raw in _TOKEN_SPLIT.split(text):
+        token = raw.strip(_TOKEN_EDGES)
+        known = any(part in token or token in part for _, part in found)
+        if not known and _random_looking(token):
+            found.append(("a random key or token", token))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class Policy:
+    """Reviews resolved actions against a task's scope and the sensitive-action rules.
+
+    ``allow`` names approval categories (:data:`APPROVAL_CATEGORIES`, a task file's ``allow:``
+    list) whose concerns are dropped; refusals cannot be allowed. ``reader`` reads the text
+    around a click (without one, only the model's own ``target`` words are checked).
+    ``windows`` answers which window is focused or under a point: without it, window scope
+    cannot be enforced (a scope with ``windows`` then raises ValueError here), terminals are
+    not recognised and :meth:`focus_token` is None.
+
+    ``task_text`` holds what the person's task itself supplies: the task prompt, the literal
+    text of ``type:`` steps and the values of task variables (secret ones included). Typing a
+    secret-looking part that occurs in one of them was asked for; any other secret-looking text
+    (a key the model read off the screen, say) needs SECRET_TYPING approval. The values are
+    kept in memory only and never appear in a concern.
+    """
+
+    def __init__(self, *, scope: Scope = Scope(), allow: Iterable[str] = frozenset(),
+                 reader: TextReader | None = None, windows: WindowProbe | None = None,
+                 task_text: Iterable[str] = ()) -> None:
+        allowed = frozenset(allow)
+        names = {c.value for c in APPROVAL_CATEGORIES}
+        if bad := sorted(allowed - names):
+            raise ValueError(f"cannot allow {', '.join(bad)}: the allow list takes "
+                             f"{', '.join(sorted(names))} (refusals cannot be allowed)")
+        if scope.windows and windows is None:
+            raise ValueError("a scope with window patterns needs a window probe to check them")
+        self.scope = scope
+        self.allow = frozenset(Category(name) for name in allowed)
+        self.reader = reader
+        self.windows = windows
+        self._task_text = tuple(t for t in task_text if t)
+
+    def review(self, resolved: Resolved, frame: Frame | None) -> Review:
+        """Refusals and approvals for one action, decided before any input is sent.
+
+        ``frame`` is the screenshot the action was decided on; the text around a click is read
+        from it. Window-system errors fail closed: a refusal when the scope names windows, an
+        approval when the focus cannot be told before typing.
+        """
+        review = _Reviewer(self, resolved, frame)
+        refusals = review.refusals()
+        approvals = [c for c in review.approvals() if c.category not in self.allow]
+        seen: set[Category] = set()
+        unique = []
+        for concern in approvals:  # one question per category is enough for the person
+            if concern.category not in seen:
+                seen.add(concern.category)
+                unique.append(concern)
+        return Review(tuple(refusals), tuple(unique))
+
+    def focus_token(self) -> int | None:
+        """The focused window now, to compare later; None without a window probe.
+
+        0 stands for "no window has the focus", -1 for "the focus could not be read" (which
+        :meth:`check_focus` never accepts).
+        """
+        if self.windows is None:
+            return None
+        try:
+            window = self.windows.focused()
+        except WindowProbeError as exc:
+            log.warning("cannot read the focus: %s", exc)
+            return _UNKNOWN_FOCUS
+        return 0 if window is None else window.id
+
+    def check_focus(self, token: int | None) -> Concern | None:
+        """FOCUS_CHANGED when the focus left where it was at ``token``; call just before typing."""
+        if self.windows is None or token is None:
+            return None
+        try:
+            window = self.windows.focused()
+        except WindowProbeError as exc:
+            return Concern(Category.FOCUS_CHANGED, f"cannot tell which window has the focus "
+                                                   f"now ({exc})")
+        if token == _UNKNOWN_FOCUS:
+            return Concern(Category.FOCUS_CHANGED, "the focus could not be read when the action "
+                                                   "was decided")
+        now = 0 if window is None else window.id
+        if now != token:
+            where = "no window" if window is None else _describe_window(window)
+            return Concern(Category.FOCUS_CHANGED, f"the keyboard focus moved to {where} since "
+                                                   "the action was decided")
+        return None
+
+    def supplied_by_task(self, part: str) -> bool:
+        """Whether ``part`` occurs in the text the task itself supplies (see the class notes)."""
+        return any(part in text for text in self._task_text)
+
+
+_UNKNOWN_FOCUS = -1
+
+
+class _Reviewer:
+    """The checks for one action; looks the focused window up at most once."""
+
+    def __init__(self, policy: Policy, resolved: Resolved, frame: Frame | None) -> None:
+        self.policy = policy
+        self.resolved = resolved
+        self.action: AnyAction = resolved.action
+        self.frame = frame
+        self._focus: tuple[WindowInfo | None, str | None] | None = None
+
+    def _wants(self, category: Category) -> bool:
+        return category not in self.policy.allow
+
+    def focused(self) -> tuple[WindowInfo | None, str | None]:
+        """(the focused window, None) or (None, the error that hid it)."""
+        if self._focus is None:
+            probe = self.policy.windows
+            try:
+                self._focus = (None if probe is None else probe.focused(), None)
+            except WindowProbeError as exc:
+                self._focus = (None, str(exc))
+        return self._focus
+
+    def refusals(self) -> list[Concern]:
+        scope = self.policy.scope
+        out = [Concern(Category.OUT_OF_REGION,
+                       f"({p.x}, {p.y}) is outside the task's region {list(scope.region or ())}")
+               for p in self.resolved.points if not scope.allows_point(p)]
+        if not scope.windows:
+            return out
+        probe = self.policy.windows
+        if probe is None:  # Policy.__init__ refuses window patterns without a probe
+            raise RuntimeError("window scope without a window probe")
+        for p in self.resolved.points:
+            try:
+                window, error = probe.under(p.x, p.y), None
+            except WindowProbeError as exc:
+                window, error = None, str(exc)
+            out.extend(self._window_scope(window, error, f"under ({p.x}, {p.y})"))
+        if not self.resolved.points and isinstance(self.action, Type | Key | Hold):
+            out.extend(self._window_scope(*self.focused(), "focused"))
+        return out
+
+    def _window_scope(self, window: WindowInfo | None, error: str | None,
+                      where: str) -> list[Concern]:
+        if error is not None:
+            return [Concern(Category.OUT_OF_WINDOW, f"cannot tell which window is {where} "
+                                                    f"({error})")]
+        if window is None:
+            return [Concern(Category.OUT_OF_WINDOW, f"no window is {where}; the task may only "
+                                                    f"act in {_patterns(self.policy.scope)}")]
+        if not self.policy.scope.allows_window(window):
+            return [Concern(Category.OUT_OF_WINDOW, f"the window {where} is "
+                                                    f"{_describe_window(window)}; the task may "
+                                                    f"only act in {_patterns(self.policy.scope)}")]
+        return []
+
+    def approvals(self) -> list[Concern]:
+        action = self.action
+        out: list[Concern] = []
+        if isinstance(action, Key | Hold):
+            pressed, chord = _pressed(self.resolved)
+            if self._wants(Category.SENSITIVE_KEYS) and (c := _chord_concern(pressed, chord)):
+                out.append(c)
+            if self._wants(Category.TERMINAL_TYPING):
+                out.extend(self._terminal_keys(pressed, chord))
+        elif isinstance(action, Type):
+            if self._wants(Category.TERMINAL_TYPING):
+                out.extend(self._terminal_typing())
+            if self._wants(Category.SECRET_TYPING):
+                out.extend(self._secret_typing(action.text))
+        elif isinstance(action, Click | Drag):
+            if self._wants(Category.SENSITIVE_CLICKS):
+                out.extend(self._sensitive_click(action))
+            if isinstance(action, Click) and action.button == "middle" \
+                    and self._wants(Category.TERMINAL_TYPING):
+                out.extend(self._middle_paste())
+        return out
+
+    # Typing and keys in terminals and run dialogs.
+
+    def _command_focus(self) -> tuple[str | None, str | None]:
+        """(what command window has the focus, None), or (None, why it cannot be told)."""
+        if self.policy.windows is None:
+            return None, None
+        window, error = self.focused()
+        if error is not None:
+            return None, error
+        return (None if window is None else _command_window(window)), None
+
+    def _terminal_typing(self) -> list[Concern]:
+        where, error = self._command_focus()
+        if error is not None:
+            return [Concern(Category.TERMINAL_TYPING, f"cannot tell which window has the focus "
+                                                      f"({error}); it may be a terminal")]
+        if where is not None:
+            return [Concern(Category.TERMINAL_TYPING, f"types into {where}, where text becomes "
+                                                      "a command")]
+        return []
+
+    def _terminal_keys(self, pressed: frozenset[str], chord: str) -> list[Concern]:
+        last = self.resolved.keys[-1] if self.resolved.keys else ""
+        runs = last == "enter" or pressed in _TERMINAL_RUN_CHORDS
+        pastes = pressed in _TERMINAL_PASTE_CHORDS
+        if not (runs or pastes):
+            return []
+        where, error = self._command_focus()
+        if error is not None:
+            return [Concern(Category.TERMINAL_TYPING, f"{chord}: cannot tell which window has "
+                                                      f"the focus ({error})")]
+        if where is None:
+            return []
+        effect = "runs the command line" if runs else "pastes, running every line pasted"
+        return [Concern(Category.TERMINAL_TYPING, f"{chord} in {where} {effect}")]
+
+    def _middle_paste(self) -> list[Concern]:
+        probe = self.policy.windows
+        if probe is None or not self.resolved.points:
+            return []
+        p = self.resolved.points[0]
+        try:
+            window = probe.under(p.x, p.y)
+        except WindowProbeError as exc:
+            return [Concern(Category.TERMINAL_TYPING, f"middle click: cannot tell which window "
+                                                      f"is under ({p.x}, {p.y}) ({exc})")]
+        where = None if window is None else _command_window(window)
+        if where is None:
+            return []
+        return [Concern(Category.TERMINAL_TYPING, f"a middle click pastes the selection into "
+                                                  f"{where}, running every line pasted")]
+
+    # Secrets.
+
+    def _secret_typing(self, text: str) -> list[Concern]:
+        for what, part in secret_spans(text):
+            if not self.policy.supplied_by_task(part):
+                # Never the text itself: concerns are logged and shown to the model.
+                return [Concern(Category.SECRET_TYPING, f"the text to type looks like {what}, "
+                                                        "and the task did not supply it")]
+        return []
+
+    # Clicks.
+
+    def _sensitive_click(self, action: Click | Drag) -> list[Concern]:
+        out = []
+        if action.target and (m := _SENSITIVE_TEXT.search(action.target)):
+            out.append(Concern(Category.SENSITIVE_CLICKS,
+                               f'the model describes the target as "{_short(action.target)}" '
+                               f'("{m.group()}")'))
+        # A drag acts where it is released (a drop on "Trash"); a click where it presses.
+        point = self.resolved.points[-1] if self.resolved.points else None
+        if point is not None and self.policy.reader is not None and self.frame is not None:
+            concern = self._read_click(self.policy.reader, self.frame, point)
+            if concern is not None:
+                out.append(concern)
+        return out
+
+    def _read_click(self, reader: TextReader, frame: Frame, point: Point) -> Concern | None:
+        screen = frame.screen
+        if not screen.contains(point):
+            return None
+        px = (point.x - screen.left) * screen.scale
+        py = (point.y - screen.top) * screen.scale
+        try:
+            lines = _read_around(reader, frame, px, py, CLICK_READ)
+            on = _lines_at(lines, px, py, _ON_TEXT_MARGIN * screen.scale)
+            for line in on:
+                if m := _SENSITIVE_TEXT.search(line.text):
+                    return Concern(Category.SENSITIVE_CLICKS,
+                                   f'the click lands on "{_short(line.text)}" ("{m.group()}")')
+            if any(_AFFIRMATIVE.match(line.text) for line in on):
+                for line in _read_around(reader, frame, px, py, DIALOG_READ):
+                    if m := _SENSITIVE_TEXT.search(line.text):
+                        button = next(line.text for line in on)
+                        return Concern(Category.SENSITIVE_CLICKS,
+                                       f'the click on "{_short(button)}" answers "'
+                                       f'{_short(line.text)}" ("{m.group()}")')
+        except OcrError as exc:
+            return Concern(Category.SENSITIVE_CLICKS, f"cannot read the text under the click "
+                                                      f"({exc}); it may be consequential")
+        return None
+
+
+def _read_around(reader: TextReader, frame: Frame, px: float, py: float,
+                 half: tuple[int, int]) -> list[TextLine]:
+    """The lines read in a box of ``half`` points each way around pixel (px, py), clipped."""
+    scale = frame.screen.scale
+    hx, hy = half[0] * scale, half[1] * scale
+    height, width = frame.rgb.shape[:2]
+    region = clip_region((math.floor(px - hx), math.floor(py - hy),
+                          math.ceil(px + hx) + 1, math.ceil(py + hy) + 1), width, height)
+    return reader.read(frame.rgb, region)
+
+
+def _lines_at(lines: list[TextLine], px: float, py: float, margin: float) -> list[TextLine]:
+    """The lines whose box (grown by ``margin``) holds the point, else the nearest line.
+
+    The clicked element's own label, not every label nearby: "Cancel" beside "Delete" is not
+    a delete. A click on an icon or in a button's padding takes the nearest text as its label.
+    """
+    on = [line for line in lines
+          if line.box[0] - margin <= px < line.box[2] + margin
+          and line.box[1] - margin <= py < line.box[3] + margin]
+    if on or not lines:
+        return on
+    return [min(lines, key=lambda line: _distance(line.box, px, py))]
+
+
+def _distance(box: PixelBox, px: float, py: float) -> float:
+    dx = max(box[0] - px, 0.0, px - box[2])
+    dy = max(box[1] - py, 0.0, py - box[3])
+    return math.hypot(dx, dy)
+
+
+def _describe_window(window: WindowInfo) -> str:
+    title = f'"{_short(window.title, 40)}"' if window.title else "an untitled window"
+    return f"{title} ({'/'.join(window.wm_class)})" if window.wm_class else title
+
+
+def _patterns(scope: Scope) -> str:
+    return ", ".join(repr(p) for p in scope.windows)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------------------------
+# Approvers: the person's answer, out of band.
+
+
+@runtime_checkable
+class Approver(Protocol):
+    """Asks the person whether a sensitive action may run.
+
+    The answer must come from the person through a channel the agent cannot write to (the
+    controlling terminal, the TUI): never from model output, never from text on the screen.
+    """
+
+    def approve(self, concern: Concern, summary: str) -> bool:
+        """True only when the person said yes to ``summary`` despite ``concern``."""
+        ...
+
+
+class DenyAll:
+    """The headless answer: nothing sensitive runs unless the task file allows it."""
+
+    def approve(self, concern: Concern, summary: str) -> bool:
+        """Always False."""
+        log.info("denied without asking (%s): %s", concern.category.value, concern.reason)
+        return False
+
+
+MAX_ANSWER_BYTES = 1024
+_YES = frozenset({"y", "yes"})
+
+
+class TerminalApprover:
+    """Asks ``[y/N]`` on the controlling terminal and takes only "y" or "yes" as a yes.
+
+    The question goes to ``tty_path`` (``/dev/tty``), never to stdin or stdout, which may be
+    pipes fed by something else; without a terminal the answer is no. Keys typed before the
+    question are thrown away (``tcflush``), so nothing typed earlier, by the agent or anyone,
+    answers it. ``timeout_s`` (None: wait for ever) turns silence into a no.
+    """
+
+    def __init__(self, tty_path: str = "/dev/tty", *, timeout_s: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.tty_path = tty_path
+        self.timeout_s = timeout_s
+        self._clock = clock
+
+    def approve(self, concern: Concern, summary: str) -> bool:
+        """Ask the person; False without a terminal, on EOF, on timeout or any other answer."""
+        try:
+            fd = os.open(self.tty_path, os.O_RDWR | os.O_NOCTTY)
+        except OSError as exc:
+            log.warning("no terminal to ask for approval (%s): denied", exc)
+            return False
+        try:
+            if not os.isatty(fd):
+                log.warning("%s is not a terminal: approval denied", self.tty_path)
+                return False
+            import termios
+
+            termios.tcflush(fd, termios.TCIFLUSH)
+            os.write(fd, _prompt(concern, summary).encode("utf-8", "replace"))
+            answer = self._read_line(fd)
+        except OSError as exc:
+            log.warning("asking for approval on %s failed (%s): denied", self.tty_path, exc)
+            return False
+        finally:
+            os.close(fd)
+        if answer is None:
+            return False
+        return answer.strip().lower() in _YES
+
+    def _read_line(self, fd: int) -> str | None:
+        """One line from the terminal, or None on EOF or timeout."""
+        deadline = None if self.timeout_s is None else self._clock() + self.timeout_s
+        data = b""
+        while b"\n" not in data and len(data) < MAX_ANSWER_BYTES:
+            if deadline is not None:
+                left = deadline - self._clock()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    os.write(fd, b"\n(no answer: denied)\n")
+                    return None
+            chunk = os.read(fd, MAX_ANSWER_BYTES)
+            if not chunk:
+                return None
+            data += chunk
+        return data.split(b"\n", 1)[0].decode("utf-8", "replace")
+
+
+def _printable(text: str) -> str:
+    # Screen text and model words reach this prompt: no escape sequence may reach the terminal.
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def _prompt(concern: Concern, summary: str) -> str:
+    return (f"\ndeskpilot wants to: {_printable(summary)}\n"
+            f"  {concern.category.value}: {_printable(concern.reason)}\n"
+            "Allow this once? [y/N] ")
+
+
+__all__ = ["APPROVAL_CATEGORIES", "CLICK_READ", "DIALOG_READ", "REFUSAL_CATEGORIES", "Approver",
+           "Category", "Concern", "DenyAll", "Policy", "PolicyDenied", "Review", "Scope",
+           "TerminalApprover", "secret_spans"]

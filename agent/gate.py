@@ -1,0 +1,76 @@
+"""The gate every action passes before it reaches the input device: policy, person, record.
+
+The policy says what is out of scope (refused outright) and what is sensitive (allowed only by
+the person, out of band, or by the task file's ``allow`` list). Approval never comes from the
+model or from anything on the screen. Every refusal and denial is written to the run's
+``incidents.jsonl`` before the agent goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from actions.parse import ActionError
+from actions.policy import Approver, Category, Concern, Policy
+from actions.resolved import Resolved
+from actions.types import AnyAction, Hold, Key, Type, summarize
+from agent.rundir import RunDir
+from grounding.capture import Frame
+
+log = logging.getLogger(__name__)
+
+
+class ActionDenied(ActionError):
+    """The gate stopped an action; the model is told why and may choose another."""
+
+    def __init__(self, message: str, action: AnyAction) -> None:
+        super().__init__(message)
+        self.action = action
+
+
+@dataclass
+class Gate:
+    """Reviews one resolved action; ``check`` returns why it must not run, or None."""
+
+    policy: Policy
+    approver: Approver
+    record: RunDir | None = None
+    secrets: tuple[str, ...] = ()  # values never written to an incident
+
+    def check(self, resolved: Resolved, frame: Frame | None) -> Concern | None:
+        """None when the action may run now; otherwise the concern that stopped it."""
+        summary = summarize(resolved.action)
+        for secret in self.secrets:
+            summary = summary.replace(secret, "[secret]")
+        review = self.policy.review(resolved, frame)
+        if review.refusals:
+            return self._incident(review.refusals[0], summary, "refused")
+        focus = self.policy.focus_token()
+        for concern in review.approvals:
+            if not self.approver.approve(concern, summary):
+                return self._incident(concern, summary, "denied")
+            self._incident(concern, summary, "approved")
+        # The person may have taken a while: keys go only where it was decided they go.
+        if isinstance(resolved.action, Type | Key | Hold) or review.approvals:
+            moved = self.policy.check_focus(focus)
+            if moved is not None:
+                return self._incident(moved, summary, "refused")
+        return None
+
+    def _incident(self, concern: Concern, summary: str, verdict: str) -> Concern:
+        if self.record is not None:
+            self.record.incident({"verdict": verdict, "category": concern.category.value,
+                                  "reason": concern.reason, "action": summary})
+        else:
+            log.warning("safety %s: %s (%s)", verdict, concern.reason, summary)
+        return concern
+
+
+def describe(concern: Concern) -> str:
+    """One line for the model and the records."""
+    what = "refused" if concern.category in REFUSALS else "not approved"
+    return f"{what} ({concern.category.value}): {concern.reason}"
+
+
+REFUSALS = frozenset({Category.OUT_OF_REGION, Category.OUT_OF_WINDOW, Category.FOCUS_CHANGED})
