@@ -17,6 +17,7 @@ from actions.parse import ActionError
 from actions.types import AnyAction
 from actions.validate import validate
 from agent.cache import GroundingCache
+from agent.gate import Gate, describe
 from agent.loop import Clock, ModelSettings
 from agent.records import StepRecord
 from agent.rundir import RunDir
@@ -81,6 +82,7 @@ class StepContext:
     update_baselines: bool = False
     deadline: float = float("inf")
     settle_s: float = 2.0
+    gate: Gate | None = None  # the safety policy; None only in tests that do not need it
 
     def text(self, template: str) -> str:
         """A spec string with variables filled in (secrets included: for typing only)."""
@@ -131,6 +133,12 @@ def act(ctx: StepContext, draft: Draft, action: AnyAction, frame: Frame) -> None
         resolved = validate(action, view)
     except ActionError as exc:
         raise StepFailed(f"refused before acting: {exc}") from None
+    if ctx.gate is not None:
+        t = time.perf_counter()
+        blocked = ctx.gate.check(resolved, frame)
+        lap(draft, "policy", t)
+        if blocked is not None:
+            raise StepFailed(describe(blocked))
     t = time.perf_counter()
     execute(resolved, ctx.device, sleep=ctx.clock.sleep)
     lap(draft, "act", t)

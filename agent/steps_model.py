@@ -21,7 +21,7 @@ def do(step: Step, ctx: StepContext, draft: Draft) -> None:
                        device=ctx.device, record=sub, clock=ctx.clock,
                        budget=Budget(max_steps=ctx.task.budget.max_steps,
                                      max_seconds=min(remaining, ctx.task.budget.timeout_s)),
-                       settings=ctx.model.settings)
+                       settings=ctx.model.settings, gate=ctx.gate)
     prefix = f"agent/step-{step.position + 1:03d}/"
     draft.agent_steps = tuple(
         replace(s, screenshot=prefix + s.screenshot if s.screenshot else None)

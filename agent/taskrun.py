@@ -13,11 +13,13 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from actions.executor import InputDevice, release_all
+from actions.policy import Approver, DenyAll, Policy, Scope
 from agent.cache import CacheMode, GroundingCache
+from agent.gate import Gate
 from agent.loop import Clock
 from agent.rundir import RunDir
 from agent.steps import ModelAccess, StepContext, run_step
@@ -26,6 +28,7 @@ from agent.taskrecords import ScriptStep, SuiteResult, TaskResult, TaskStatus
 from grounding.capture import CaptureError, Screen
 from grounding.ocr import OcrError, TextReader
 from grounding.textmatch import TextLookupError, find_text
+from grounding.windows import WindowProbe
 from grounding.xvfb import DisplayError, stop_process, wait_for_window
 from models.runtime import RuntimeFailure
 
@@ -53,6 +56,8 @@ class Services:
     runs_root: Path
     update_baselines: bool = False
     settle_s: float = 2.0
+    approver: Approver = field(default_factory=DenyAll)  # headless: nobody to ask
+    windows: WindowProbe | None = None  # None: window scope and terminal checks are off
 
 
 def slug(name: str) -> str:
@@ -115,6 +120,7 @@ def run_task(task: Task, services: Services, *,
     try:
         with ExitStack() as stack:
             try:
+                ctx.gate = _gate(task, services, record, values)
                 for launch in task.setup.launch:
                     stack.enter_context(_launched(substitute(launch.command, values),
                                                   services, record, ctx, launch.wait_for))
@@ -138,6 +144,23 @@ def run_task(task: Task, services: Services, *,
     finally:
         release_all(services.device)
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _gate(task: Task, services: Services, record: RunDir, values: dict[str, str]) -> Gate:
+    """The task's safety gate: its scope, its ``allow`` list, and the text it supplies itself.
+
+    Text the task file types itself (its ``type`` steps and variables) may look like a secret;
+    the same text produced by the model in a ``do`` step is asked about.
+    """
+    supplied = [v for v in values.values() if v] + [
+        substitute(s.spec, values) for s in task.steps if s.kind == "type"]
+    try:
+        policy = Policy(scope=Scope(region=task.scope.region, windows=task.scope.windows),
+                        allow=task.allow, reader=services.reader, windows=services.windows,
+                        task_text=supplied)
+    except ValueError as exc:
+        raise SetupError(f"scope: {exc}") from None
+    return Gate(policy, services.approver, record, secrets=task.secrets)
 
 
 def _run_steps(ctx: StepContext, steps: list[ScriptStep],
