@@ -8,9 +8,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.cli_tasks import parse_size
 from agent.records import RunResult, Status, StepRecord
+
+if TYPE_CHECKING:
+    from agent.gate import Gate
+    from agent.rundir import RunDir
 from grounding.preprocess import DEFAULT_MAX_PATCHES, DEFAULT_MIN_PATCHES
 from models.runtime import Mode
 
@@ -49,75 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log details (and llama.cpp's)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = sub.add_parser("run", help="carry out a task on this display",
-                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                         description="Carry out TASK on the current display ($DISPLAY), one "
-                                     "observe-think-act step at a time, printing a line per "
-                                     "step; or run YAML task files (docs/tasks.md) as scripted "
-                                     "jobs or UI tests, e.g. `deskpilot run examples/*.yaml "
-                                     "--headless --junit junit.xml --report report/`.")
-    run.add_argument("task", nargs="+", metavar="TASK|FILE",
-                     help='what to do, in words ("open the calculator menu"), or one or more '
-                          "YAML task files (docs/tasks.md)")
-    run.add_argument("--model", default=None, metavar="NAME|PATH",
-                     help="catalog name, path to a text GGUF, or 'tiny' for a random-weight "
-                          "model made on the fly (default: the catalog's default model)")
-    run.add_argument("--mmproj", type=Path, metavar="PATH",
-                     help="vision projector GGUF (default: found next to --model PATH)")
-    run.add_argument("--replay", type=Path, metavar="JSONL",
-                     help="replay recorded answers instead of running a model")
-    run.add_argument("--max-steps", type=_positive_int, default=30, metavar="N",
-                     help="stop after N steps (default 30)")
-    run.add_argument("--max-seconds", type=_positive_float, default=600.0, metavar="S",
-                     help="stop after S seconds of wall time (default 600)")
-    run.add_argument("--monitor", type=int, default=1, metavar="N",
-                     help="monitor to watch and act on, as numbered by mss (default 1)")
-    run.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.DIRECT.value,
-                     help="direct answers, reasoning first, or the model's choice "
-                          "(default direct)")
-    run.add_argument("--max-patches", type=_patch_budget, default=DEFAULT_MAX_PATCHES,
-                     metavar="N",
-                     help=f"image budget in 16x16 patches, {DEFAULT_MIN_PATCHES}-"
-                          f"{DEFAULT_MAX_PATCHES} (the model's own limits; default "
-                          f"{DEFAULT_MAX_PATCHES})")
-    run.add_argument("--zoom", action="store_true",
-                     help="when a target is small on a downscaled view, ask again on a "
-                          "native-resolution crop around it (a second, smaller model call)")
-    run.add_argument("--dry-run", action="store_true",
-                     help="decide and validate actions, but never move the mouse or type")
-    run.add_argument("--runs-dir", type=Path, metavar="DIR", help="where run directories go")
-    run.add_argument("--n-ctx", type=_positive_int, default=8192, metavar="N",
-                     help="llama.cpp context size (default 8192)")
-    run.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
-                     help="layers to offload to the GPU (-1 all, 0 CPU only)")
-    files = run.add_argument_group(
-        "task files", "run FILE.yaml... as UI tests: exit 0 when every task passed, 1 when a "
-                      "step failed, 2 on bad input (checked before anything runs)")
-    files.add_argument("--headless", action="store_true",
-                       help="no interactive interface; start a private Xvfb when there is no "
-                            "display")
-    files.add_argument("--xvfb", action="store_true",
-                       help="always run on a private Xvfb display, even when one is set")
-    files.add_argument("--screen-size", type=parse_size, default=(1280, 800), metavar="WxH",
-                       help="size of the private display (default 1280x800)")
-    files.add_argument("--junit", type=Path, metavar="FILE",
-                       help="write a JUnit XML file: one test case per task")
-    files.add_argument("--report", type=Path, metavar="DIR",
-                       help="write a self-contained HTML report (DIR/index.html)")
-    files.add_argument("--summary", type=Path, metavar="FILE", help="write a JSON summary")
-    files.add_argument("--cache", choices=["read-write", "read-only", "off"],
-                       default="read-write",
-                       help="grounding cache: reuse verified targets and store new ones "
-                            "(read-write, default), reuse only and fail on a stale entry "
-                            "(read-only, for CI), or ground every time (off)")
-    files.add_argument("--cache-dir", type=Path, metavar="DIR",
-                       help="where cached targets live (default: deskpilot-cache/ next to "
-                            "each task file)")
-    files.add_argument("--update-baselines", action="store_true",
-                       help="store this run's screenshots as the new visual baselines")
-    run.add_argument("--temperature", type=float, default=None, metavar="T",
-                     help="sampling temperature (default 0, greedy; 0.8 with --model tiny, "
-                          "whose greedy answer would be the same every step)")
+    _add_run(sub)
 
     models = sub.add_parser("models", help="list, download, verify or make model files")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
@@ -157,6 +94,94 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``run`` command: a task in words, or task files."""
+    run = sub.add_parser("run", help="carry out a task on this display",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         description="Carry out TASK on the current display ($DISPLAY), one "
+                                     "observe-think-act step at a time, printing a line per "
+                                     "step; or run YAML task files (docs/tasks.md) as scripted "
+                                     "jobs or UI tests, e.g. `deskpilot run examples/*.yaml "
+                                     "--headless --junit junit.xml --report report/`.")
+    run.add_argument("task", nargs="+", metavar="TASK|FILE",
+                     help='what to do, in words ("open the calculator menu"), or one or more '
+                          "YAML task files (docs/tasks.md)")
+    run.add_argument("--model", default=None, metavar="NAME|PATH",
+                     help="catalog name, path to a text GGUF, or 'tiny' for a random-weight "
+                          "model made on the fly (default: the catalog's default model)")
+    run.add_argument("--mmproj", type=Path, metavar="PATH",
+                     help="vision projector GGUF (default: found next to --model PATH)")
+    run.add_argument("--replay", type=Path, metavar="JSONL",
+                     help="replay recorded answers instead of running a model")
+    run.add_argument("--max-steps", type=_positive_int, default=30, metavar="N",
+                     help="stop after N steps (default 30)")
+    run.add_argument("--max-seconds", type=_positive_float, default=600.0, metavar="S",
+                     help="stop after S seconds of wall time (default 600)")
+    run.add_argument("--monitor", type=int, default=1, metavar="N",
+                     help="monitor to watch and act on, as numbered by mss (default 1)")
+    run.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.DIRECT.value,
+                     help="direct answers, reasoning first, or the model's choice "
+                          "(default direct)")
+    run.add_argument("--max-patches", type=_patch_budget, default=DEFAULT_MAX_PATCHES,
+                     metavar="N",
+                     help=f"image budget in 16x16 patches, {DEFAULT_MIN_PATCHES}-"
+                          f"{DEFAULT_MAX_PATCHES} (the model's own limits; default "
+                          f"{DEFAULT_MAX_PATCHES})")
+    safety = run.add_argument_group(
+        "safety", "sensitive actions (keys that lock or kill, typing into a terminal, clicks on "
+                  "delete/send/pay/..., secret-looking text) are asked about on this terminal; "
+                  "headless runs deny them unless allowed")
+    safety.add_argument("--allow", action="append", default=[], metavar="CATEGORY",
+                        choices=["sensitive_keys", "sensitive_clicks", "terminal_typing",
+                                 "secret_typing"],
+                        help="let this class of sensitive action run without asking "
+                             "(repeatable; task files use their own allow list)")
+    safety.add_argument("--region", type=_region, metavar="X1,Y1,X2,Y2",
+                        help="refuse any pointer action outside this screen rectangle")
+    safety.add_argument("--window", action="append", default=[], metavar="PATTERN",
+                        help="refuse actions on windows whose title and class do not match "
+                             "(text, or /regex/; repeatable)")
+    run.add_argument("--zoom", action="store_true",
+                     help="when a target is small on a downscaled view, ask again on a "
+                          "native-resolution crop around it (a second, smaller model call)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="decide and validate actions, but never move the mouse or type")
+    run.add_argument("--runs-dir", type=Path, metavar="DIR", help="where run directories go")
+    run.add_argument("--n-ctx", type=_positive_int, default=8192, metavar="N",
+                     help="llama.cpp context size (default 8192)")
+    run.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
+                     help="layers to offload to the GPU (-1 all, 0 CPU only)")
+    files = run.add_argument_group(
+        "task files", "run FILE.yaml... as UI tests: exit 0 when every task passed, 1 when a "
+                      "step failed, 2 on bad input (checked before anything runs)")
+    files.add_argument("--headless", action="store_true",
+                       help="no interactive interface; start a private Xvfb when there is no "
+                            "display")
+    files.add_argument("--xvfb", action="store_true",
+                       help="always run on a private Xvfb display, even when one is set")
+    files.add_argument("--screen-size", type=parse_size, default=(1280, 800), metavar="WxH",
+                       help="size of the private display (default 1280x800)")
+    files.add_argument("--junit", type=Path, metavar="FILE",
+                       help="write a JUnit XML file: one test case per task")
+    files.add_argument("--report", type=Path, metavar="DIR",
+                       help="write a self-contained HTML report (DIR/index.html)")
+    files.add_argument("--summary", type=Path, metavar="FILE", help="write a JSON summary")
+    files.add_argument("--cache", choices=["read-write", "read-only", "off"],
+                       default="read-write",
+                       help="grounding cache: reuse verified targets and store new ones "
+                            "(read-write, default), reuse only and fail on a stale entry "
+                            "(read-only, for CI), or ground every time (off)")
+    files.add_argument("--cache-dir", type=Path, metavar="DIR",
+                       help="where cached targets live (default: deskpilot-cache/ next to "
+                            "each task file)")
+    files.add_argument("--update-baselines", action="store_true",
+                       help="store this run's screenshots as the new visual baselines")
+    run.add_argument("--temperature", type=float, default=None, metavar="T",
+                     help="sampling temperature (default 0, greedy; 0.8 with --model tiny, "
+                          "whose greedy answer would be the same every step)")
+
+
+
 _BENCHES = {
     "overhead": "agent overhead per step (capture .. record) at 1080p and 4K on Xvfb, beside "
                 "the naive pyautogui loop",
@@ -172,6 +197,17 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _region(text: str) -> tuple[int, int, int, int]:
+    try:
+        x1, y1, x2, y2 = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X1,Y1,X2,Y2 in pixels, got {text!r}"
+                                         ) from None
+    if x2 <= x1 or y2 <= y1 or min(x1, y1) < 0:
+        raise argparse.ArgumentTypeError(f"{text}: need 0 <= X1 < X2 and 0 <= Y1 < Y2")
+    return x1, y1, x2, y2
 
 
 def _patch_budget(text: str) -> int:
@@ -263,6 +299,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _cmd_run_words(args)
 
 
+def _gate(args: argparse.Namespace, record: RunDir) -> Gate:
+    """The safety gate for a task in words: the person at this terminal approves."""
+    from actions.policy import Policy, Scope
+    from agent.cli_tasks import _window_probe, approver_for
+    from agent.gate import Gate
+    from grounding.ocr import RapidOcrReader
+
+    try:
+        policy = Policy(scope=Scope(region=args.region, windows=tuple(args.window)),
+                        allow=frozenset(args.allow), reader=RapidOcrReader(),
+                        windows=_window_probe(os.environ.get("DISPLAY", "")),
+                        task_text=[args.task])
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return Gate(policy, approver_for(headless=False), record)
+
+
 def _cmd_run_words(args: argparse.Namespace) -> int:
     from actions.executor import PyAutoGuiDevice
     from agent.loop import Budget, ModelSettings, run_agent
@@ -291,6 +344,7 @@ def _cmd_run_words(args: argparse.Namespace) -> int:
         screen.close()
         raise UserError(f"{exc} (nothing was done)") from None
     device = None if args.dry_run else PyAutoGuiDevice()
+    gate = None if device is None else _gate(args, record)
     print(f"task: {args.task}\nmodel: {runtime.name}   mode: {args.mode}   screen: "
           f"{geometry.width}x{geometry.height}+{geometry.left}+{geometry.top} "
           f"(scale {geometry.scale:g})   {'DRY RUN' if device is None else 'live input'}\n"
@@ -305,7 +359,7 @@ def _cmd_run_words(args: argparse.Namespace) -> int:
             budget=Budget(max_steps=args.max_steps, max_seconds=args.max_seconds),
             settings=ModelSettings(mode=Mode(args.mode), max_patches=args.max_patches,
                                    temperature=_temperature(args), zoom=args.zoom),
-            on_step=print_step)
+            gate=gate, on_step=print_step)
     finally:
         runtime.close()
         screen.close()

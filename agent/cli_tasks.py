@@ -14,6 +14,8 @@ from agent.taskfile import Task, TaskFileError, load_tasks
 from agent.taskrecords import ScriptStep, SuiteResult, TaskResult, TaskStatus
 
 if TYPE_CHECKING:
+    from actions.policy import Approver
+    from grounding.windows import X11WindowProbe
     from models.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -92,21 +94,45 @@ def _run(tasks: list[Task], args: argparse.Namespace, *, new_display: bool) -> i
             print(f"{len(tasks)} task file(s) on {where} {display} "
                   f"({geometry.pixel_width}x{geometry.pixel_height}); cache {args.cache}",
                   flush=True)
+            windows = _window_probe(display)
             services = Services(
                 screen=screen, device=PyAutoGuiDevice(), reader=RapidOcrReader(),
                 cache_mode=CacheMode(args.cache), cache_dir=args.cache_dir, model=model,
                 clock=SystemClock(), display=display,
                 runs_root=args.runs_dir or default_runs_root(),
-                update_baselines=args.update_baselines)
+                update_baselines=args.update_baselines,
+                approver=approver_for(headless=args.headless), windows=windows)
             try:
                 suite = run_suite(tasks, services, on_task=_print_task, on_step=_print_step,
                                   on_result=_print_result)
             finally:
                 model.close()
                 screen.close()
+                if windows is not None:
+                    windows.close()
     except DisplayError as exc:
         raise UserError(str(exc)) from None
     return _write_outputs(suite, args)
+
+
+def approver_for(*, headless: bool) -> Approver:
+    """Who approves sensitive actions: nobody when headless, else the person at this terminal."""
+    from actions.policy import DenyAll, TerminalApprover
+
+    if headless or not sys.stdin.isatty():
+        return DenyAll()
+    return TerminalApprover()
+
+
+def _window_probe(display: str) -> X11WindowProbe | None:
+    """The X11 window probe; without it window scope and terminal detection fail closed."""
+    from grounding.windows import WindowProbeError, X11WindowProbe
+
+    try:
+        return X11WindowProbe(display)
+    except WindowProbeError as exc:
+        log.warning("no window information (%s): window scopes cannot be checked", exc)
+        return None
 
 
 def _model_opener(args: argparse.Namespace) -> Callable[[], Runtime]:
