@@ -11,8 +11,9 @@ BIN    := $(VENV)/bin
 DEB_PACKAGES := xvfb xfonts-base x11-apps xdotool x11-utils
 # scrot: what pyautogui.screenshot() runs on X11, for the naive loop in `deskpilot bench overhead`.
 DEB_PACKAGES += scrot
-# chromium: only the tests need it, to render the HTML report to a PNG.
-DEB_TEST_PACKAGES := chromium
+# chromium: only the tests need it, to render the HTML report to a PNG; xterm: a real terminal
+# for the prompt-injection test (xmessage comes with x11-utils).
+DEB_TEST_PACKAGES := chromium xterm
 DEMO_OUT := demo-out
 
 .PHONY: all deps test-deps apt-install venv test lint demo clean
