@@ -10,6 +10,7 @@ would turn the person's next keystrokes into shortcuts.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sys
 import time
@@ -467,16 +468,17 @@ def release_all(device: InputDevice, keys: Iterable[str] = MODIFIERS,
                 buttons: Iterable[Button] = BUTTONS) -> tuple[str, ...]:
     """Best-effort panic release of buttons then keys; returns the names that failed."""
     failed: list[str] = []
-    for button in buttons:
+    calls: list[tuple[str, Callable[[], None]]] = [
+        *((b, functools.partial(device.button_up, b)) for b in buttons),
+        *((k, functools.partial(device.key_up, k)) for k in sorted(keys))]
+    for name, release in calls:
         try:
-            device.button_up(button)
-        except Exception:
-            log.exception("panic release of button %r failed", button)
-            failed.append(button)
-    for key in sorted(keys):
-        try:
-            device.key_up(key)
-        except Exception:
-            log.exception("panic release of key %r failed", key)
-            failed.append(key)
+            release()
+        except Exception as exc:
+            failed.append(name)
+            if len(failed) == 1:  # one report: when the display is gone, every call fails
+                log.warning("panic release of %r failed (%s: %s)", name, type(exc).__name__,
+                            exc)
+    if len(failed) > 1:
+        log.warning("panic release failed for %d keys and buttons", len(failed))
     return tuple(failed)

@@ -149,6 +149,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--runs-dir", type=Path, metavar="DIR", help="where run directories go")
     run.add_argument("--n-ctx", type=_positive_int, default=8192, metavar="N",
                      help="llama.cpp context size (default 8192)")
+    run.add_argument("--model-timeout", type=_positive_float, default=300.0, metavar="S",
+                     help="abandon a model call that has not answered after S seconds and end "
+                          "the run (default 300)")
     run.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
                      help="layers to offload to the GPU (-1 all, 0 CPU only)")
     files = run.add_argument_group(
@@ -236,7 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("huggingface_hub").propagate = False
     try:
         if args.command == "run":
-            return _cmd_run(args)
+            from agent.signals import terminate_as_interrupt
+
+            # SIGTERM/SIGHUP unwind like Ctrl+C, so every held key and button is released.
+            with terminate_as_interrupt():
+                return _cmd_run(args)
         if args.command == "models":
             from agent.cli_models import run_models_command
             return run_models_command(args)
@@ -251,9 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from agent.cli_demo import run_demo
             return run_demo(args.runs_dir)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", None)
+        print(f"terminated by signal {signum}" if signum else "interrupted", file=sys.stderr)
+        return 128 + signum if signum else 130
     except UserError as exc:
         print(f"deskpilot: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -322,14 +330,17 @@ def _cmd_run_words(args: argparse.Namespace) -> int:
     from agent.rundir import RunDir, RunDirError, default_runs_root
     from agent.runtimes import open_runtime
     from grounding.capture import CaptureError, MssScreen
+    from grounding.checked import CheckedScreen
     from models.catalog import ModelError
     from models.runtime import RuntimeFailure
+    from models.timeout import TimeoutRuntime
 
     if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
         raise UserError("no display: DISPLAY is not set (run inside an X session, or start "
                         "Xvfb and set DISPLAY; `deskpilot doctor` checks this)")
     try:
-        screen = MssScreen(monitor=args.monitor)
+        # A black or blank screenshot (a locked or sleeping screen) is retried, then ends the run.
+        screen = CheckedScreen(MssScreen(monitor=args.monitor))
         geometry = screen.geometry()
     except (CaptureError, ValueError) as exc:
         raise UserError(str(exc)) from None
@@ -338,8 +349,9 @@ def _cmd_run_words(args: argparse.Namespace) -> int:
     except RunDirError as exc:
         raise UserError(f"{exc} (nothing was done)") from None
     try:
-        runtime = open_runtime(model=args.model, mmproj=args.mmproj, replay=args.replay,
-                               n_ctx=args.n_ctx, gpu_layers=args.gpu_layers)
+        runtime = TimeoutRuntime(open_runtime(
+            model=args.model, mmproj=args.mmproj, replay=args.replay, n_ctx=args.n_ctx,
+            gpu_layers=args.gpu_layers), args.model_timeout)
     except (ModelError, RuntimeFailure, ValueError) as exc:
         screen.close()
         raise UserError(f"{exc} (nothing was done)") from None

@@ -112,7 +112,11 @@ def _run(tasks: list[Task], args: argparse.Namespace, *, new_display: bool) -> i
                     windows.close()
     except DisplayError as exc:
         raise UserError(str(exc)) from None
-    return _write_outputs(suite, args)
+    code = _write_outputs(suite, args)
+    if suite.interrupted:
+        print("interrupted: the remaining tasks were not run", file=sys.stderr)
+        return 130
+    return code
 
 
 def approver_for(*, headless: bool) -> Approver:
@@ -148,8 +152,11 @@ def _model_opener(args: argparse.Namespace) -> Callable[[], Runtime]:
             raise UserError(f"these tasks have model steps: {exc}") from None
 
     def opener() -> Runtime:
-        return open_runtime(model=args.model, mmproj=args.mmproj, replay=args.replay,
-                            n_ctx=args.n_ctx, gpu_layers=args.gpu_layers)
+        from models.timeout import TimeoutRuntime
+
+        return TimeoutRuntime(open_runtime(model=args.model, mmproj=args.mmproj,
+                                           replay=args.replay, n_ctx=args.n_ctx,
+                                           gpu_layers=args.gpu_layers), args.model_timeout)
     return opener
 
 

@@ -106,6 +106,7 @@ class SuiteResult:
     started: str  # ISO 8601 local time
     display: str = ""
     screen_size: tuple[int, int] = (0, 0)
+    interrupted: bool = False  # a signal or Ctrl+C stopped the run; later tasks did not run
 
     @property
     def passed(self) -> bool:

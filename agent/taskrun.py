@@ -37,6 +37,14 @@ log = logging.getLogger(__name__)
 CACHE_DIR = "deskpilot-cache"  # next to the task files, so a repository can keep it
 
 
+class TaskInterrupted(KeyboardInterrupt):
+    """Ctrl+C or a termination signal stopped a task; ``result`` is what it had done."""
+
+    def __init__(self, result: TaskResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
 class SetupError(RuntimeError):
     """A task's setup could not be completed (a program missing, a window that never came)."""
 
@@ -73,17 +81,23 @@ def run_suite(tasks: Sequence[Task], services: Services, *,
     started = dt.datetime.now().astimezone()
     t0 = services.clock.now()
     results = []
+    interrupted = False
     for task in tasks:
         if on_task is not None:
             on_task(task)
-        result = run_task(task, services, on_step=on_step)
+        try:
+            result = run_task(task, services, on_step=on_step)
+        except TaskInterrupted as stop:  # keep what was done, so the reports still get written
+            result, interrupted = stop.result, True
         results.append(result)
         if on_result is not None:
             on_result(result)
+        if interrupted:
+            break
     geometry = services.screen.geometry()
     return SuiteResult(tuple(results), services.clock.now() - t0,
                        started.isoformat(timespec="seconds"), services.display,
-                       (geometry.pixel_width, geometry.pixel_height))
+                       (geometry.pixel_width, geometry.pixel_height), interrupted)
 
 
 def run_task(task: Task, services: Services, *,
@@ -135,9 +149,10 @@ def run_task(task: Task, services: Services, *,
         return finish(TaskStatus.ERROR, f"the model runtime failed: {exc}")
     except OcrError as exc:
         return finish(TaskStatus.ERROR, f"OCR failed: {exc}")
-    except KeyboardInterrupt:
-        finish(TaskStatus.ERROR, "interrupted by the person")
-        raise
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", None)
+        why = f"terminated by signal {signum}" if signum else "interrupted by the person"
+        raise TaskInterrupted(finish(TaskStatus.ERROR, why)) from exc
     except Exception as exc:  # one task's breakage (an input device error, say) ends only it
         log.exception("task %r broke", task.name)
         return finish(TaskStatus.ERROR, f"{type(exc).__name__}: {exc}")

@@ -196,6 +196,10 @@ class MssScreen:
             shot = sct.grab(mon)
         except ScreenShotError as exc:
             raise CaptureError(f"capture of monitor {self.monitor} failed: {exc}") from exc
+        except Exception as exc:  # mss's XCB path asserts on a reply it never got
+            raise CaptureError(f"capture of monitor {self.monitor} failed: the display "
+                               f"{os.environ.get('DISPLAY', '')} stopped answering "
+                               f"({type(exc).__name__}: {exc})") from exc
         captured_at = time.monotonic()
         width, height = shot.width, shot.height
         scale = width / mon["width"]
@@ -211,8 +215,11 @@ class MssScreen:
     def close(self) -> None:
         """Close the mss connection; a later grab opens a new one."""
         if self._conn is not None:
-            self._conn.sct.close()
-            self._conn = None
+            conn, self._conn = self._conn, None
+            try:
+                conn.sct.close()
+            except Exception as exc:  # the display may be gone already; nothing to free then
+                log.debug("closing the mss connection: %s", exc)
 
     def _connection(self) -> tuple[MSS, dict[str, Any]]:
         thread = threading.get_ident()

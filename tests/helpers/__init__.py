@@ -1,0 +1,1 @@
+"""Entry points that tests start as subprocesses (``python -m tests.helpers.NAME``)."""
