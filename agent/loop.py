@@ -6,18 +6,19 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from actions.executor import InputDevice, execute
 from actions.parse import ActionError, parse_action
 from actions.schema import action_grammar, describe_actions, max_answer_chars
-from actions.types import TERMINAL_ACTIONS, AnyAction, Done, Fail, summarize
+from actions.types import TERMINAL_ACTIONS, AnyAction, Done, Fail, Wait, summarize
 from actions.validate import validate
 from agent.gate import ActionDenied, Gate, describe
+from agent.loopguard import LoopGuard, action_key
 from agent.records import Outcome, RunResult, Status, StepRecord, Timings
-from agent.rundir import RunDir
+from agent.rundir import RunDir, RunDirError
 from agent.zoomstep import Zoomed, zoom_in
 from grounding.capture import CaptureError, Frame, Screen
 from grounding.geometry import Point, View
@@ -61,6 +62,7 @@ class Budget:
     max_steps: int = 30
     max_seconds: float = 600.0
     max_consecutive_errors: int = 3
+    max_repeats: int = 3  # the same action this often on an unchanged screen ends the run
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,70 +87,111 @@ def run_agent(task: str, *, runtime: Runtime, screen: Screen, device: InputDevic
     ``gate`` (the safety policy and the person's approval) sees every action before the
     device does; what it stops is recorded as denied and explained to the model.
     """
-    clock = clock or SystemClock()
-    asking = _Asking.of(task, settings)
-    steps: list[StepRecord] = []
-    feedback: str | None = None
-    errors = 0
-    started = clock.now()
+    run = _Run(task, runtime=runtime, screen=screen, device=device, record=record,
+               clock=clock or SystemClock(), budget=budget, settings=settings, gate=gate,
+               on_step=on_step)
+    try:
+        for index in range(1, budget.max_steps + 1):
+            if run.clock.now() - run.started > budget.max_seconds:
+                return run.finish(Status.TIMEOUT,
+                                  f"wall-time budget of {budget.max_seconds:g}s spent")
+            ended = run.step(index)
+            if ended is not None:
+                return ended
+    except RunDirError as exc:  # fail closed: no further action without a record
+        return run.finish(Status.RECORD_ERROR, str(exc))
+    return run.finish(Status.MAX_STEPS, f"step budget of {budget.max_steps} spent")
 
-    def finish(status: Status, message: str) -> RunResult:
-        result = RunResult(status, message, tuple(steps), record.path)
-        record.finish(result)
+
+class _Run:
+    """One run's state: its steps so far, the feedback for the model, the error streak."""
+
+    def __init__(self, task: str, *, runtime: Runtime, screen: Screen,
+                 device: InputDevice | None, record: RunDir, clock: Clock, budget: Budget,
+                 settings: ModelSettings, gate: Gate | None,
+                 on_step: Callable[[StepRecord], None] | None) -> None:
+        self.runtime, self.screen, self.device, self.record = runtime, screen, device, record
+        self.clock, self.budget, self.settings, self.gate = clock, budget, settings, gate
+        self.on_step = on_step
+        self.asking = _Asking.of(task, settings)
+        self.loops = LoopGuard(repeats=budget.max_repeats)
+        self.steps: list[StepRecord] = []
+        self.feedback: str | None = None
+        self.errors = 0
+        self.started = clock.now()
+
+    def finish(self, status: Status, message: str) -> RunResult:
+        """Record the outcome (best effort: it is returned and printed either way)."""
+        result = RunResult(status, message, tuple(self.steps), self.record.path)
+        try:
+            self.record.finish(result)
+        except OSError as exc:
+            log.error("could not write the run's result: %s", exc)
         log.info("run ended: %s (%s)", status.value, message)
         return result
 
-    for index in range(1, budget.max_steps + 1):
-        if clock.now() - started > budget.max_seconds:
-            return finish(Status.TIMEOUT, f"wall-time budget of {budget.max_seconds:g}s spent")
-        lap = _Laps(clock)
+    def step(self, index: int) -> RunResult | None:
+        """Observe, think, check, act and record once; a result when the run is over."""
+        lap = _Laps(self.clock)
         try:
-            frame = screen.grab()
+            frame = self.screen.grab()
             lap("capture")
-            image = prepare(frame, max_patches=settings.max_patches)
+            image = prepare(frame, max_patches=self.settings.max_patches)
             lap("preprocess")
-            reply = runtime.complete(asking.request(image, steps, feedback))
+            reply = self.runtime.complete(self.asking.request(image, self.steps, self.feedback))
             lap("model")
-            zoom = _decide(reply, frame, image.view, runtime=runtime, settings=settings,
-                           clock=clock, gate=gate)
+            zoom = _decide(reply, frame, image.view, runtime=self.runtime,
+                           settings=self.settings, clock=self.clock, gate=self.gate)
             lap("model")
         except ActionError as exc:  # unusable or not allowed: the model is told, and may retry
-            errors += 1
-            feedback = str(exc)
             denied = exc.action if isinstance(exc, ActionDenied) else None
-            steps.append(_save(record, _Seen(index, frame.rgb, image, reply, lap), on_step,
-                               outcome=Outcome.REJECTED if denied is None else Outcome.DENIED,
-                               action=denied, error=feedback))
-            if errors >= budget.max_consecutive_errors:
-                return finish(Status.TOO_MANY_ERRORS,
-                              f"{errors} unusable or refused replies in a row; last: {feedback}")
-            continue
+            return self._unusable(_Seen(index, frame.rgb, image, reply, lap), str(exc), denied)
         except RuntimeFailure as exc:
-            return finish(Status.RUNTIME_ERROR, f"model runtime failed: {exc}")
+            return self.finish(Status.RUNTIME_ERROR, f"model runtime failed: {exc}")
         except KeyboardInterrupt:
-            return finish(Status.INTERRUPTED, "stopped by the person")
+            return self.finish(Status.INTERRUPTED, "stopped by the person")
         except (CaptureError, OSError) as exc:
-            return finish(Status.INPUT_ERROR, f"screen capture failed: {exc}")
-        errors, feedback = 0, None
+            return self.finish(Status.INPUT_ERROR, f"screen capture failed: {exc}")
+        self.errors, self.feedback = 0, None
+        return self._act(_Seen(index, frame.rgb, image, reply, lap, zoom), zoom)
+
+    def _unusable(self, seen: _Seen, error: str, denied: AnyAction | None) -> RunResult | None:
+        self.errors += 1
+        self.feedback = error
+        self._save(seen, outcome=Outcome.REJECTED if denied is None else Outcome.DENIED,
+                   action=denied, error=error)
+        if self.errors >= self.budget.max_consecutive_errors:
+            return self.finish(Status.TOO_MANY_ERRORS, f"{self.errors} unusable or refused "
+                                                        f"replies in a row; last: {error}")
+        return None
+
+    def _act(self, seen: _Seen, zoom: Zoomed) -> RunResult | None:
         resolved = zoom.resolved
         action = resolved.action
         terminal = action.action in TERMINAL_ACTIONS
         try:
-            if device is not None and not terminal:
-                execute(resolved, device, sleep=clock.sleep)
+            if self.device is not None and not terminal:
+                execute(resolved, self.device, sleep=self.clock.sleep)
         except KeyboardInterrupt:
-            return finish(Status.INTERRUPTED, "stopped by the person during an action")
+            return self.finish(Status.INTERRUPTED, "stopped by the person during an action")
         except Exception as exc:  # the executor has released every key and button already
             log.exception("input device failed")
-            return finish(Status.INPUT_ERROR, f"input failed during {action.action}: {exc}")
-        lap("act")
+            return self.finish(Status.INPUT_ERROR, f"input failed during {action.action}: {exc}")
+        seen.lap("act")
         outcome = (Outcome.TERMINAL if terminal
-                   else Outcome.EXECUTED if device is not None else Outcome.DRY_RUN)
-        steps.append(_save(record, _Seen(index, frame.rgb, image, reply, lap, zoom), on_step,
-                           outcome=outcome, action=action, points=resolved.points))
+                   else Outcome.EXECUTED if self.device is not None else Outcome.DRY_RUN)
+        self._save(seen, outcome=outcome, action=action, points=resolved.points)
         if terminal:
-            return finish(*_terminal_status(action))
-    return finish(Status.MAX_STEPS, f"step budget of {budget.max_steps} spent")
+            return self.finish(*_terminal_status(action))
+        # Waiting on an unchanged screen is what waiting is for; the budgets bound it.
+        stuck = None if isinstance(action, Wait) else self.loops.observe(
+            action_key(action), seen.rgb, label=summarize(action))
+        if stuck is not None:
+            return self.finish(Status.LOOP_DETECTED, stuck)
+        return None
+
+    def _save(self, seen: _Seen, **fields: Any) -> None:
+        self.steps.append(_save(self.record, seen, self.on_step, **fields))
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ class Status(StrEnum):
     INPUT_ERROR = "input_error"        # capture or input device broke
     INTERRUPTED = "interrupted"        # the person stopped it
     LOOP_DETECTED = "loop_detected"    # the same actions again and again, the screen unchanged
+    RECORD_ERROR = "record_error"      # the run directory could not be written: stop acting
 
     @property
     def ok(self) -> bool:

@@ -103,7 +103,11 @@ class RunDir:
     def append(self, step: StepRecord) -> None:
         """Append one step to the trajectory and flush it to disk."""
         line = json.dumps(step.to_json(), ensure_ascii=False) + "\n"
-        _private_write(self.trajectory, line.encode(), append=True)
+        try:
+            _private_write(self.trajectory, line.encode(), append=True)
+        except OSError as exc:  # disk full, directory gone: the caller must stop acting
+            raise RunDirError(f"cannot append to {self.trajectory}: {exc.strerror or exc}"
+                              ) from exc
 
     def finish(self, result: RunResult) -> None:
         """Write the run's outcome next to its header, once every screenshot is written."""

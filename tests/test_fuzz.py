@@ -92,12 +92,10 @@ def _parse_outcome(text: str, *, messages: bool = True) -> AnyAction | None:
 
 # ------------------------------------------------------------------ valid actions from the schema
 
-_pick = st.integers(0, 2**16 - 1)
-
-
-def _choose(draw: st.DrawFn, options: Sequence[Any]) -> Any:
-    """One of ``options`` for a single cheap draw (no strategy built per call)."""
-    return options[draw(_pick) % len(options)]
+# Structural choices (which kind, which field, which damage) come from one seeded Random per
+# example: one draw instead of ten. Values (box coordinates, strings, hostile JSON values) are
+# still Hypothesis draws, with its edge cases and shrinking.
+_seeds = st.integers(0, 2**32 - 1)
 
 
 _norm = st.floats(0.0, 1.0)
@@ -108,30 +106,30 @@ _short_text = {0: st.text(max_size=12), 1: st.text(min_size=1, max_size=12)}
 _floats = {(0.0, 30.0): st.floats(0.0, 30.0)}  # every float field's bounds (checked below)
 
 
-def _draw_box(draw: st.DrawFn) -> list[float]:
-    if draw(_pick) % 4 == 0:
-        return list(_choose(draw, _EDGE_BOXES))
+def _draw_box(draw: st.DrawFn, rng: random.Random) -> list[float]:
+    if rng.random() < 0.25:
+        return list(rng.choice(_EDGE_BOXES))
     x1, x2 = sorted((draw(_norm), draw(_norm)))
     y1, y2 = sorted((draw(_norm), draw(_norm)))
     return [x1, y1, x2, y2]
 
 
-def _draw_value(draw: st.DrawFn, spec: FieldSpec) -> Any:
+def _draw_value(draw: st.DrawFn, rng: random.Random, spec: FieldSpec) -> Any:
     """A valid value for one field, drawn from its bounds in the schema."""
     low, high = spec.low or 0, spec.high or 0
     match spec.kind:
         case "literal":
-            return _choose(draw, spec.choices)
+            return rng.choice(spec.choices)
         case "box":
-            return _draw_box(draw)
+            return _draw_box(draw, rng)
         case "int":
-            return int(low) + draw(_pick) % (int(high) - int(low) + 1)
+            return rng.choice((int(low), int(high), rng.randint(int(low), int(high))))
         case "float":
             return draw(_floats[(float(low), float(high))])
         case _:
             limit = spec.max_len or 200
-            if draw(_pick) % 4 == 0:  # exactly at the limit: ASCII, accented, astral, escapes
-                return _choose(draw, ("x", "é", "\U0001f600", '"', "\\", "\n", "\x00")) * limit
+            if rng.random() < 0.25:  # exactly at the limit: ASCII, accented, astral, escapes
+                return rng.choice(("x", "é", "\U0001f600", '"', "\\", "\n", "\x00")) * limit
             return draw(_short_text[min(spec.min_len, 1)])
 
 
@@ -149,14 +147,15 @@ def action_dicts(draw: st.DrawFn, kinds: Sequence[type] = ACTION_TYPES,
     Optional fields are left out half the time. ``special`` maps ``kind.field`` to a strategy
     that replaces the schema's (realistic key chords for the validator, say).
     """
-    cls = _choose(draw, kinds)
+    rng = random.Random(draw(_seeds))
+    cls = rng.choice(kinds)
     tag = tag_of(cls)
     data: dict[str, Any] = {}
     for spec in _FIELDS[cls]:
-        if not spec.required and draw(_pick) % 2:
+        if not spec.required and rng.random() < 0.5:
             continue
         custom = (special or {}).get(f"{tag}.{spec.name}")
-        data[spec.name] = draw(custom) if custom is not None else _draw_value(draw, spec)
+        data[spec.name] = draw(custom) if custom is not None else _draw_value(draw, rng, spec)
     return data
 
 
@@ -183,36 +182,36 @@ _tags = st.one_of(st.sampled_from((*ACTION_NAMES, "Click", "tap", "press", " cli
 _MUTATIONS = ("drop", "add", "retype", "special", "reverse", "range", "nest", "tag")
 
 
-def _mutate(data: dict[str, Any], kind: str, draw: st.DrawFn) -> None:
-    key = _choose(draw, [*data, "action"])
+def _mutate(data: dict[str, Any], kind: str, draw: st.DrawFn, rng: random.Random) -> None:
+    key = rng.choice([*data, "action"])
     boxes = [k for k in ("box", "to_box") if isinstance(data.get(k), list) and len(data[k]) == 4
              and all(isinstance(v, int | float) for v in data[k])]
-    name = _choose(draw, boxes) if boxes else None
+    name = rng.choice(boxes) if boxes else None
     if kind == "drop":
         data.pop(key, None)
     elif kind == "add":
         data[draw(_keys)] = draw(_json_values)
     elif kind == "retype":
         data[key] = draw(_json_values)
-    elif kind == "special" and name is not None and draw(_pick) % 2:
+    elif kind == "special" and name is not None and rng.random() < 0.5:
         box = list(data[name])
-        box[draw(_pick) % 4] = _choose(draw, _SPECIAL_NUMBERS)
+        box[rng.randrange(4)] = rng.choice(_SPECIAL_NUMBERS)
         data[name] = box
     elif kind == "special":
-        data[key] = _choose(draw, _SPECIAL_NUMBERS)
+        data[key] = rng.choice(_SPECIAL_NUMBERS)
     elif kind == "reverse" and name is not None:
         x1, y1, x2, y2 = data[name]
-        data[name] = _choose(draw, [[x2 + 0.01, y1, x1, y2], [x1, y2 + 0.01, x2, y1],
+        data[name] = rng.choice([[x2 + 0.01, y1, x1, y2], [x1, y2 + 0.01, x2, y1],
                                     [x2 + 0.1, y2 + 0.1, x1, y1], [x1, y1, x2],
                                     [x1, y1, x2, y2, 0.5], []])
     elif kind == "range" and name is not None:
         box = list(data[name])
-        box[draw(_pick) % 4] = _choose(draw, (-1e-9, -0.01, -1, 1.0000001, 1.01, 2, 100, 1e308,
-                                              -1e308))
+        box[rng.randrange(4)] = rng.choice((-1e-9, -0.01, -1, 1.0000001, 1.01, 2, 100, 1e308,
+                                            -1e308))
         data[name] = box
     elif kind == "nest":
-        data[key] = _choose(draw, [{"value": data.get(key)}, [data.get(key)],
-                                   {"x": 0.5, "y": 0.5}, [[0.1, 0.1], [0.2, 0.2]]])
+        data[key] = rng.choice([{"value": data.get(key)}, [data.get(key)],
+                                {"x": 0.5, "y": 0.5}, [[0.1, 0.1], [0.2, 0.2]]])
     elif kind == "tag":
         data["action"] = draw(_tags)
 
@@ -232,29 +231,30 @@ def near_misses(draw: st.DrawFn) -> tuple[str, dict[str, Any] | None]:
     """A reply as raw text, and the dict it encodes when that is an undamaged valid action."""
     data: dict[str, Any] = draw(valid_dicts)
     intact: dict[str, Any] | None = dict(data)
-    for _ in range(draw(_pick) % 4):
-        _mutate(data, _choose(draw, _MUTATIONS), draw)
+    rng = random.Random(draw(_seeds))
+    for _ in range(rng.randrange(4)):
+        _mutate(data, rng.choice(_MUTATIONS), draw, rng)
         intact = None
-    text = json.dumps(data, **_choose(draw, _DUMPS))
-    damage = _choose(draw, _TEXT_DAMAGE)
+    text = json.dumps(data, **rng.choice(_DUMPS))
+    damage = rng.choice(_TEXT_DAMAGE)
     if damage != "none":
         intact = None
     if damage == "duplicate":
-        dup = f"{json.dumps(_choose(draw, [*data, 'action']))}: {json.dumps(draw(_json_values))}"
-        text = text[:-1] + ", " + dup + "}" if draw(_pick) % 2 else "{" + dup + ", " + text[1:]
+        dup = f"{json.dumps(rng.choice([*data, 'action']))}: {json.dumps(draw(_json_values))}"
+        text = text[:-1] + ", " + dup + "}" if rng.random() < 0.5 else "{" + dup + ", " + text[1:]
     elif damage == "trailing":
-        text += _choose(draw, _TRAILING)
+        text += rng.choice(_TRAILING)
     elif damage == "two":
-        text += _choose(draw, ["", " ", "\n", ", "]) + json.dumps(draw(valid_dicts))
+        text += rng.choice(["", " ", "\n", ", "]) + json.dumps(draw(valid_dicts))
     elif damage == "truncate":
-        text = text[:draw(_pick) % len(text)]
+        text = text[:rng.randrange(len(text))]
     elif damage == "prefix":
-        text = _choose(draw, _PREFIXES) + text
+        text = rng.choice(_PREFIXES) + text
     elif damage == "flip":
-        i = draw(_pick) % len(text)
+        i = rng.randrange(len(text))
         text = text[:i] + draw(st.characters()) + text[i + 1:]
     elif damage == "ws":
-        text = _choose(draw, _LEADING_SPACE) + text
+        text = rng.choice(_LEADING_SPACE) + text
     return text, intact
 
 

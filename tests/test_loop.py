@@ -88,7 +88,8 @@ def test_consecutive_failures_end_the_run(tmp_path: Path) -> None:
 
 
 def test_step_budget(tmp_path: Path) -> None:
-    result, _, _ = _run(tmp_path, [CLICK_CENTRE] * 5, budget=Budget(max_steps=3))
+    result, _, _ = _run(tmp_path, [CLICK_CENTRE] * 5,
+                        budget=Budget(max_steps=3, max_repeats=10))
     assert result.status is Status.MAX_STEPS and len(result.steps) == 3
 
 
@@ -222,3 +223,42 @@ def test_screenshots_are_written_off_the_hot_path_and_flushed_at_the_end(tmp_pat
         path = record.path / rel
         assert (path.stat().st_mode & 0o777) == 0o600
         assert np.asarray(Image.open(path)).max() == 7
+
+
+def test_the_same_click_on_an_unchanged_screen_ends_the_run(tmp_path: Path) -> None:
+    result, _, device = _run(tmp_path, [CLICK_CENTRE] * 6)
+    assert result.status is Status.LOOP_DETECTED and len(result.steps) == 3
+    assert "3 times with no change on the screen" in result.message
+    assert sum(c[0] == "button_down" for c in device.calls) == 3
+
+
+def test_an_a_b_a_b_cycle_on_returning_screens_ends_the_run(tmp_path: Path) -> None:
+    other = '{"action": "click", "target": "corner", "box": [0.1, 0.1, 0.2, 0.2]}'
+    result, _, _ = _run(tmp_path, [CLICK_CENTRE, other] * 4)
+    assert result.status is Status.LOOP_DETECTED and len(result.steps) == 4
+
+
+def test_a_changing_screen_is_not_a_loop(tmp_path: Path) -> None:
+    frames = [np.full((600, 800, 3), 10 * i, np.uint8) for i in range(6)]
+    result, _, _ = _run(tmp_path, [CLICK_CENTRE] * 5 + [DONE], screen=FakeScreen(frames))
+    assert result.status is Status.DONE
+
+
+def test_a_trajectory_that_cannot_be_written_stops_the_agent(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    from agent import rundir
+
+    record = RunDir(tmp_path)
+    real = rundir._private_write
+
+    def full_disk(path, data, *, append=False):
+        if append:
+            raise OSError(28, "No space left on device")
+        return real(path, data, append=append)
+
+    monkeypatch.setattr(rundir, "_private_write", full_disk)
+    device = RecordingDevice()
+    result = run_agent("t", runtime=ScriptedRuntime([CLICK_CENTRE] * 3), screen=_screen(),
+                       device=device, record=record, clock=FakeClock())
+    assert result.status is Status.RECORD_ERROR and "No space left" in result.message
+    assert sum(c[0] == "button_down" for c in device.calls) == 1  # no action after the failure

@@ -260,7 +260,8 @@ def test_an_enormous_drag_is_carried_out_clear_of_the_corners(tmp_path: Path) ->
 
 
 def test_step_budget_ends_the_run(tmp_path: Path) -> None:
-    result, runtime, device = _run(tmp_path, [CLICK] * 10, budget=Budget(max_steps=4))
+    result, runtime, device = _run(tmp_path, [CLICK] * 10,
+                                   budget=Budget(max_steps=4, max_repeats=10))
     assert result.status is Status.MAX_STEPS
     assert result.message == "step budget of 4 spent"
     assert len(result.steps) == 4 and len(runtime.requests) == 4
@@ -277,7 +278,8 @@ def test_step_budget_counts_rejected_replies(tmp_path: Path) -> None:
 def test_time_budget_ends_the_run_with_a_slow_model(tmp_path: Path) -> None:
     clock = FakeClock()
     runtime = SlowRuntime([CLICK] * 10, clock, seconds=40.0)
-    result, _, device = _run(tmp_path, [], budget=Budget(max_seconds=100), clock=clock,
+    result, _, device = _run(tmp_path, [], budget=Budget(max_seconds=100, max_repeats=10),
+                             clock=clock,
                              runtime=runtime)
     # Steps start at 0, 40 and 80 s; at 120 s the budget is spent before the model is asked.
     assert result.status is Status.TIMEOUT
