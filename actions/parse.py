@@ -40,9 +40,14 @@ def parse_action(answer: str) -> AnyAction:
     decoder = json.JSONDecoder(parse_constant=_reject_constant)
     try:
         data, end = decoder.raw_decode(text)
+    except ActionError:  # a NaN or Infinity constant (ActionError is a ValueError too)
+        raise
     except json.JSONDecodeError as exc:
         raise ActionError(f"the reply is not valid JSON ({exc.msg} at character {exc.pos}); "
                           "answer with one complete JSON object") from None
+    except (ValueError, RecursionError):  # found by fuzzing: 5000-digit ints, deep nesting
+        raise ActionError("the reply is not a plain JSON action (a number with too many digits "
+                          "or nesting too deep); answer with one flat JSON object") from None
     rest = text[end:].strip()
     if rest:
         what = "a second action" if rest.startswith("{") else "extra text"
@@ -57,7 +62,8 @@ def action_from_data(data: object) -> AnyAction:
         raise ActionError("the action must be a JSON object with an \"action\" field")
     name = data.get("action")
     if name not in ACTION_NAMES:
-        raise ActionError(f"unknown action {name!r}; choose one of: {', '.join(ACTION_NAMES)}")
+        raise ActionError(f"unknown action {_bounded(name)}; choose one of: "
+                          f"{', '.join(ACTION_NAMES)}")
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
@@ -68,7 +74,21 @@ def _explain(exc: ValidationError) -> str:
     """Condense pydantic's report into one line per problem, without echoing huge inputs."""
     parts = []
     for err in exc.errors(include_url=False, include_input=False):
-        loc = ".".join(str(p) for p in err["loc"][1:]) or "action"
+        loc = ".".join(_loc_part(p) for p in err["loc"][1:]) or "action"
         msg = err["msg"].removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc != "action" else msg)
     return "; ".join(parts[:4])
+
+
+def _bounded(value: object, limit: int = 40) -> str:
+    """A short repr: the model's own junk is never echoed back at length."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _loc_part(part: object) -> str:
+    """One step of an error location; odd field names (newlines, 2000 chars) are quoted short."""
+    if isinstance(part, int) or (isinstance(part, str) and part.isidentifier()
+                                 and len(part) <= 40):
+        return str(part)
+    return _bounded(part)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
+from grounding.xvfb import launched
 
 ROOT = Path(__file__).parent.parent
 
@@ -89,8 +90,10 @@ def test_dry_run_replay_prints_steps_and_writes_trajectory(display: str, tmp_pat
     replay.write_text(json.dumps({"answer": '{"action": "click", "target": "middle", '
                                             '"box": [0.4, 0.4, 0.6, 0.6]}'}) + "\n"
                       + json.dumps({"answer": '{"action": "done", "answer": "ok"}'}) + "\n")
-    out = _deskpilot("run", "click the middle", "--replay", str(replay), "--dry-run",
-                     "--runs-dir", str(tmp_path / "runs"), env={"DISPLAY": display})
+    # Something on the screen: an all-black frame is taken for a dead or locked display.
+    with launched(["xcalc", "-geometry", "+10+10"], display, window="Calculator"):
+        out = _deskpilot("run", "click the middle", "--replay", str(replay), "--dry-run",
+                         "--runs-dir", str(tmp_path / "runs"), env={"DISPLAY": display})
     assert out.returncode == 0, out.stderr
     assert "DRY RUN" in out.stdout
     assert 'click "middle"' in out.stdout and "[dry_run]" in out.stdout
@@ -100,9 +103,10 @@ def test_dry_run_replay_prints_steps_and_writes_trajectory(display: str, tmp_pat
 
 
 def test_tiny_model_run_against_the_display(display: str, tmp_path: Path) -> None:
-    out = _deskpilot("run", "open the calculator menu", "--model", "tiny", "--max-steps", "3",
-                     "--max-patches", "1024", "--runs-dir", str(tmp_path / "runs"),
-                     env={"DISPLAY": display, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    with launched(["xcalc", "-geometry", "+10+10"], display, window="Calculator"):
+        out = _deskpilot("run", "open the calculator menu", "--model", "tiny", "--max-steps",
+                         "3", "--max-patches", "1024", "--runs-dir", str(tmp_path / "runs"),
+                         env={"DISPLAY": display, "XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert out.returncode in (0, 1), out.stderr
     assert "step   1" in out.stdout and "trajectory:" in out.stdout
     (run_dir,) = (tmp_path / "runs").iterdir()

@@ -5,8 +5,8 @@ recording input device and a fake clock. A rejected reply must never reach the d
 in part), must be recorded as a REJECTED step with its reason, must be shown to the model in the
 next prompt, and three in a row must end the run with TOO_MANY_ERRORS. The budgets end runs too.
 
-Rows for loops (the same action with no change on screen, A-B-A-B cycles) are tested on
-``agent.loopguard`` itself (tests/test_loopguard.py) until the loop calls it.
+The loop rows (the same action with no change on the screen, A-B-A-B cycles) end the run with
+LOOP_DETECTED; ``agent.loopguard`` has its own units in tests/test_loopguard.py.
 """
 
 from __future__ import annotations
@@ -66,10 +66,11 @@ class SlowRuntime(ScriptedRuntime):
 
 def _run(tmp_path: Path, replies: list[str | Reply], *, budget: Budget | None = None,
          clock: FakeClock | None = None, runtime: ScriptedRuntime | None = None,
-         gated: bool = False) -> tuple[RunResult, ScriptedRuntime, RecordingDevice]:
+         gated: bool = False, screen: FakeScreen | None = None,
+         ) -> tuple[RunResult, ScriptedRuntime, RecordingDevice]:
     runtime = runtime or ScriptedRuntime(replies)
     device = RecordingDevice()
-    screen = FakeScreen(np.zeros((HEIGHT, WIDTH, 3), np.uint8))
+    screen = screen or FakeScreen(np.zeros((HEIGHT, WIDTH, 3), np.uint8))
     record = RunDir(tmp_path)
     gate = Gate(Policy(), DenyAll(), record) if gated else None  # headless: nothing approved
     result = run_agent("press the middle button", runtime=runtime, screen=screen, device=device,
@@ -136,6 +137,8 @@ REJECTED = [
                  "control or unassigned character (U+001B at 2)", id="control-escape"),
     pytest.param(_reply(json.dumps({"action": "type", "text": "a\x00b"})),
                  "control or unassigned character (U+0000 at 1)", id="control-nul"),
+    pytest.param(_reply('{"action": "type", "text": "beep\x07"}'),
+                 "Invalid control character", id="control-raw-in-json"),
     pytest.param(_reply(json.dumps({"action": "type", "text": "ok\u202ekcilc"})),
                  "control or unassigned character (U+202E at 2)", id="control-bidi"),
     pytest.param(_reply('{"action": "key", "keys": "ctrl+alt+del+f4+x"}'),
@@ -294,3 +297,44 @@ def test_time_budget_counts_the_agents_own_waits(tmp_path: Path) -> None:
     result, _, _ = _run(tmp_path, [wait] * 10, budget=Budget(max_seconds=60), clock=clock)
     assert result.status is Status.TIMEOUT
     assert clock.slept == [25, 25, 25]
+
+
+def _frame(mark: int | None = None) -> np.ndarray:
+    rgb = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    if mark is not None:
+        rgb[100:140, mark:mark + 40] = 255
+    return rgb
+
+
+ESC = '{"action": "key", "keys": "esc"}'
+TYPE_A = '{"action": "type", "text": "a"}'
+
+
+def test_the_same_action_on_an_unchanged_screen_ends_the_run(tmp_path: Path) -> None:
+    result, runtime, device = _run(tmp_path, [CLICK] * 10)
+    assert result.status is Status.LOOP_DETECTED
+    assert result.message.startswith("the same action 3 times with no change on the screen")
+    assert len(result.steps) == 3 and len(runtime.requests) == 3
+    assert sum(call[0] == "button_down" for call in device.calls) == 3
+
+
+def test_an_a_b_a_b_cycle_back_to_the_same_screen_ends_the_run(tmp_path: Path) -> None:
+    # Open a menu, close it, open it, close it: the screen keeps coming back.
+    screen = FakeScreen([_frame(), _frame(mark=300)], cycle=True)
+    result, _, _ = _run(tmp_path, [CLICK, ESC] * 5, screen=screen)
+    assert result.status is Status.LOOP_DETECTED and len(result.steps) == 4
+    assert "in turn 2 times" in result.message
+
+
+def test_the_same_action_that_changes_the_screen_is_no_loop(tmp_path: Path) -> None:
+    # Typing into a field: the same action, one more letter on the screen each step.
+    screen = FakeScreen([_frame(mark=40 * i) for i in range(8)])
+    result, _, device = _run(tmp_path, [TYPE_A] * 6 + [DONE], screen=screen)
+    assert result.status is Status.DONE
+    assert [c for c in device.calls if c[0] == "write"] == [("write", "a")] * 6
+
+
+def test_waiting_on_an_unchanged_screen_is_no_loop(tmp_path: Path) -> None:
+    wait = '{"action": "wait", "seconds": 1}'
+    result, _, _ = _run(tmp_path, [wait] * 5 + [DONE])
+    assert result.status is Status.DONE
