@@ -16,6 +16,7 @@ from agent.records import RunResult, Status, StepRecord
 if TYPE_CHECKING:
     from agent.gate import Gate
     from agent.rundir import RunDir
+    from agent.takeover import TakeoverWatch
 from grounding.preprocess import DEFAULT_MAX_PATCHES, DEFAULT_MIN_PATCHES
 from models.runtime import Mode
 
@@ -39,6 +40,7 @@ examples:
 
 Every run writes a private directory with trajectory.jsonl and the screenshots
 (default ~/.local/state/deskpilot/runs; --runs-dir or $DESKPILOT_RUNS to change).
+Hands off: touch the mouse or keyboard and the agent stops before its next action.
 Emergency stop: Ctrl+C in this terminal, or move the mouse into a screen corner.
 """
 
@@ -365,15 +367,30 @@ def _cmd_run_words(args: argparse.Namespace) -> int:
                          "screen": [geometry.left, geometry.top, geometry.width,
                                     geometry.height, geometry.scale],
                          "dry_run": device is None, "max_patches": args.max_patches})
+    takeover = None if device is None else _takeover_watch()
     try:
         result = run_agent(
             args.task, runtime=runtime, screen=screen, device=device, record=record,
             budget=Budget(max_steps=args.max_steps, max_seconds=args.max_seconds),
             settings=ModelSettings(mode=Mode(args.mode), max_patches=args.max_patches,
                                    temperature=_temperature(args), zoom=args.zoom),
-            gate=gate, on_step=print_step)
+            gate=gate, takeover=takeover, on_step=print_step)
     finally:
+        if takeover is not None:
+            takeover.stop()
         runtime.close()
         screen.close()
     return print_result(result)
+
+
+def _takeover_watch() -> TakeoverWatch | None:
+    """Listen for the person's own input; the run goes on without it only after a warning."""
+    from agent.takeover import TakeoverWatch
+
+    try:
+        return TakeoverWatch().start()
+    except (RuntimeError, OSError) as exc:
+        print(f"warning: {exc}; moving the mouse will not stop the agent (Ctrl+C will)",
+              file=sys.stderr)
+        return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ from agent.gate import ActionDenied, Gate, describe
 from agent.loopguard import LoopGuard, action_key
 from agent.records import Outcome, RunResult, Status, StepRecord, Timings
 from agent.rundir import RunDir, RunDirError
+from agent.takeover import TakeoverWatch
 from agent.zoomstep import Zoomed, zoom_in
 from grounding.capture import CaptureError, Frame, Screen
 from grounding.geometry import Point, View
@@ -81,15 +83,17 @@ class ModelSettings:
 def run_agent(task: str, *, runtime: Runtime, screen: Screen, device: InputDevice | None,
               record: RunDir, clock: Clock | None = None, budget: Budget = Budget(),
               settings: ModelSettings = ModelSettings(), gate: Gate | None = None,
+              takeover: TakeoverWatch | None = None,
               on_step: Callable[[StepRecord], None] | None = None) -> RunResult:
     """Run one task to its end. ``device=None`` validates actions without sending them.
 
     ``gate`` (the safety policy and the person's approval) sees every action before the
-    device does; what it stops is recorded as denied and explained to the model.
+    device does; what it stops is recorded as denied and explained to the model. With
+    ``takeover``, the person's own mouse or keyboard input ends the run before the next action.
     """
     run = _Run(task, runtime=runtime, screen=screen, device=device, record=record,
                clock=clock or SystemClock(), budget=budget, settings=settings, gate=gate,
-               on_step=on_step)
+               takeover=takeover, on_step=on_step)
     try:
         for index in range(1, budget.max_steps + 1):
             if run.clock.now() - run.started > budget.max_seconds:
@@ -108,11 +112,11 @@ class _Run:
 
     def __init__(self, task: str, *, runtime: Runtime, screen: Screen,
                  device: InputDevice | None, record: RunDir, clock: Clock, budget: Budget,
-                 settings: ModelSettings, gate: Gate | None,
+                 settings: ModelSettings, gate: Gate | None, takeover: TakeoverWatch | None,
                  on_step: Callable[[StepRecord], None] | None) -> None:
         self.runtime, self.screen, self.device, self.record = runtime, screen, device, record
         self.clock, self.budget, self.settings, self.gate = clock, budget, settings, gate
-        self.on_step = on_step
+        self.on_step, self.takeover = on_step, takeover
         self.asking = _Asking.of(task, settings)
         self.loops = LoopGuard(repeats=budget.max_repeats)
         self.steps: list[StepRecord] = []
@@ -169,9 +173,14 @@ class _Run:
         resolved = zoom.resolved
         action = resolved.action
         terminal = action.action in TERMINAL_ACTIONS
+        person = self.takeover.taken() if self.takeover is not None else None
+        if person is not None:  # the screen the decision saw may be gone: do nothing
+            return self.finish(Status.TAKEN_OVER, f"you have control ({person}); "
+                                                  f"{action.action} not carried out")
         try:
             if self.device is not None and not terminal:
-                execute(resolved, self.device, sleep=self.clock.sleep)
+                with self.takeover.acting() if self.takeover is not None else nullcontext():
+                    execute(resolved, self.device, sleep=self.clock.sleep)
         except KeyboardInterrupt:
             return self.finish(Status.INTERRUPTED, "stopped by the person during an action")
         except Exception as exc:  # the executor has released every key and button already

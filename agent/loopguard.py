@@ -87,9 +87,11 @@ class LoopGuard:
                 label: str | None = None) -> str | None:
         """Record one executed step; return why the run looks stuck, or None.
 
-        ``action_key`` is the step's :func:`action_key`; ``screen`` its screenshot (RGB, the
-        frame the action was decided on). ``label`` is how the action is named in the reason
-        (e.g. ``"click 'OK' at (400, 300)"``); by default it is described from the key.
+        ``action_key`` is the step's :func:`action_key`; ``screen`` its screenshot (RGB): the
+        frame the action was decided on, as the loop holds it (a frame grabbed after acting
+        works as well; only successive steps' frames are compared). ``label`` names the action
+        in the reason (e.g. ``"click 'OK' at (400, 300)"``); by default it is described from
+        the key.
         """
         try:
             data = json.loads(action_key)

@@ -26,6 +26,7 @@ class Status(StrEnum):
     INTERRUPTED = "interrupted"        # the person stopped it
     LOOP_DETECTED = "loop_detected"    # the same actions again and again, the screen unchanged
     RECORD_ERROR = "record_error"      # the run directory could not be written: stop acting
+    TAKEN_OVER = "taken_over"          # the person used the mouse or keyboard: hands off
 
     @property
     def ok(self) -> bool:

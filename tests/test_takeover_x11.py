@@ -1,0 +1,75 @@
+"""Takeover on a real X display: the person's input stops the agent, the agent's own does not.
+
+xdotool stands in for the person: its events reach pynput like a real mouse's would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.loop import SystemClock, run_agent
+from agent.records import Status
+from agent.rundir import RunDir
+from agent.takeover import TakeoverWatch
+from grounding.capture import FakeScreen
+from models.runtime import Reply, Request
+from models.scripted import ScriptedRuntime
+
+pytestmark = [pytest.mark.display,
+              pytest.mark.skipif(shutil.which("xdotool") is None, reason="needs xdotool")]
+
+
+def click(x: float, y: float) -> str:
+    return (f'{{"action": "click", "target": "spot", "box": [{x}, {y}, {x + 0.02}, '
+            f'{y + 0.02}]}}')
+
+
+class Person(ScriptedRuntime):
+    """Answers from a script; before answering call ``at``, the 'person' moves the mouse."""
+
+    def __init__(self, replies: list[str], display: str, at: int | None) -> None:
+        super().__init__(replies)
+        self._display, self._at = display, at
+
+    def complete(self, request: Request) -> Reply:
+        if len(self.requests) == self._at:
+            time.sleep(0.4)  # the model is thinking; the agent's last click is long done
+            subprocess.run(["xdotool", "mousemove", "17", "23"], check=True,
+                           env={**os.environ, "DISPLAY": self._display})
+            time.sleep(0.3)  # the listener sees the move meanwhile
+        return super().complete(request)
+
+
+def _run(display: str, tmp_path: Path, replies: list[str], at: int | None):
+    from actions.executor import PyAutoGuiDevice
+
+    frames = [np.full((800, 1280, 3), 20 * i, np.uint8) for i in range(8)]  # always changing
+    with TakeoverWatch() as watch:
+        runtime = Person(replies, display, at)
+        result = run_agent("click around", runtime=runtime, device=PyAutoGuiDevice(),
+                           screen=FakeScreen(frames), record=RunDir(tmp_path),
+                           clock=SystemClock(), takeover=watch)
+    return result, runtime
+
+
+def test_the_agents_own_input_is_not_a_takeover(display: str, tmp_path: Path) -> None:
+    replies = [click(0.2, 0.2), click(0.5, 0.5), click(0.7, 0.3),
+               '{"action": "key", "keys": "shift"}', '{"action": "done"}']
+    result, _ = _run(display, tmp_path, replies, at=None)
+    assert result.status is Status.DONE, result.message
+
+
+def test_the_persons_mouse_stops_the_agent_before_its_next_action(display: str,
+                                                                  tmp_path: Path) -> None:
+    replies = [click(0.2, 0.2), click(0.5, 0.5), click(0.7, 0.3), '{"action": "done"}']
+    result, runtime = _run(display, tmp_path, replies, at=2)
+    assert result.status is Status.TAKEN_OVER, result.message
+    assert "you have control (the pointer moved to (17, 23))" in result.message
+    assert len(result.steps) == 2 and len(runtime.requests) == 3  # the third click never ran
