@@ -30,7 +30,9 @@ apt-install:
 	@command -v dpkg >/dev/null 2>&1 || { \
 	  echo "This Makefile installs Debian packages; on another system install Xvfb, xcalc and xdotool yourself."; exit 0; }; \
 	missing=""; \
-	for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 	  echo "installing Debian packages:$$missing"; \
