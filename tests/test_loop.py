@@ -16,24 +16,10 @@ from grounding.capture import FakeScreen
 from grounding.geometry import ScreenGeometry
 from models.runtime import Reply, Request, RuntimeFailure
 from models.scripted import ScriptedRuntime
+from tests.helpers.fakes import FakeClock
 
 CLICK_CENTRE = '{"action": "click", "target": "middle", "box": [0.4, 0.4, 0.6, 0.6]}'
 DONE = '{"action": "done", "answer": "42"}'
-
-
-class FakeClock:
-    """Advances only when told to (or when the agent sleeps)."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.slept: list[float] = []
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.t += seconds
 
 
 def _screen() -> FakeScreen:

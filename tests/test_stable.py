@@ -8,25 +8,11 @@ import pytest
 from grounding.capture import FakeScreen
 from grounding.geometry import ScreenGeometry
 from grounding.stable import changed, thumbnail, wait_stable
+from tests.helpers.fakes import FakeClock
 
 INTERVAL = 0.0625  # a binary fraction, so sums of sleeps are exact
 SHAPE = (40, 64, 3)
 GEOMETRY = ScreenGeometry(0, 0, SHAPE[1], SHAPE[0])  # for frame callables
-
-
-class FakeClock:
-    """Time passes only in sleep: each wait is exact and instant."""
-
-    def __init__(self) -> None:
-        self.t = 100.0
-        self.slept: list[float] = []
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.t += seconds
 
 
 def shade(level: int, shape: tuple[int, int, int] = SHAPE) -> np.ndarray:
@@ -44,7 +30,7 @@ def with_square(level: int) -> np.ndarray:
 def test_settles_two_frames_after_the_last_change() -> None:
     # Three frames of drawing, then the screen stays put.
     frames = [shade(0), shade(60), with_square(60), with_square(120)]
-    screen, clock = FakeScreen(frames), FakeClock()
+    screen, clock = FakeScreen(frames), FakeClock(100.0)
     settled = wait_stable(screen, clock, interval_s=INTERVAL, quiet_frames=2)
     assert settled.stable
     # Grabs 0..3 change, grabs 4 and 5 repeat the last frame: two quiet comparisons.
@@ -54,14 +40,14 @@ def test_settles_two_frames_after_the_last_change() -> None:
 
 
 def test_a_still_screen_settles_after_quiet_frames_intervals() -> None:
-    settled = wait_stable(FakeScreen(shade(30)), FakeClock(), interval_s=INTERVAL,
+    settled = wait_stable(FakeScreen(shade(30)), FakeClock(100.0), interval_s=INTERVAL,
                           quiet_frames=3)
     assert settled.stable
     assert settled.seconds == pytest.approx(3 * INTERVAL)
 
 
 def test_times_out_unstable_when_every_frame_differs() -> None:
-    screen, clock = FakeScreen(lambda n: shade(n * 20 % 256), GEOMETRY), FakeClock()
+    screen, clock = FakeScreen(lambda n: shade(n * 20 % 256), GEOMETRY), FakeClock(100.0)
     settled = wait_stable(screen, clock, timeout_s=0.5, interval_s=INTERVAL)
     assert not settled.stable
     assert settled.seconds == pytest.approx(0.5)
@@ -71,7 +57,7 @@ def test_times_out_unstable_when_every_frame_differs() -> None:
 def test_change_below_the_noise_level_counts_as_stable() -> None:
     # Encoder noise: every frame a few grey levels off the one before.
     frames = [shade(100 + (3 if n % 2 else 0)) for n in range(10)]
-    settled = wait_stable(FakeScreen(frames), FakeClock(), interval_s=INTERVAL,
+    settled = wait_stable(FakeScreen(frames), FakeClock(100.0), interval_s=INTERVAL,
                           quiet_frames=2)
     assert settled.stable
     assert settled.seconds == pytest.approx(2 * INTERVAL)
@@ -81,7 +67,7 @@ def test_returns_the_last_frame_grabbed() -> None:
     # The quiet frames differ by noise only: the newest one is returned, not the first quiet one.
     frames = [shade(0), with_square(90), with_square(92), with_square(94)]
     screen = FakeScreen(frames)
-    settled = wait_stable(screen, FakeClock(), interval_s=INTERVAL, quiet_frames=2)
+    settled = wait_stable(screen, FakeClock(100.0), interval_s=INTERVAL, quiet_frames=2)
     assert settled.stable
     assert screen.grabs == 4
     assert np.array_equal(settled.frame.rgb, frames[3])
@@ -89,7 +75,7 @@ def test_returns_the_last_frame_grabbed() -> None:
 
 def test_returns_the_last_frame_on_timeout() -> None:
     screen = FakeScreen(lambda n: shade(n * 40 % 256), GEOMETRY)
-    settled = wait_stable(screen, FakeClock(), timeout_s=0.2, interval_s=INTERVAL)
+    settled = wait_stable(screen, FakeClock(100.0), timeout_s=0.2, interval_s=INTERVAL)
     assert not settled.stable
     assert np.array_equal(settled.frame.rgb, shade((screen.grabs - 1) * 40 % 256))
 

@@ -20,22 +20,10 @@ from grounding.capture import FakeScreen
 from grounding.ocr import FakeReader, TextBox, TextLine
 from models.runtime import Mode, Reply
 from models.scripted import ScriptedRuntime
+from tests.helpers.fakes import FakeClock
 
 W, H = 800, 600
 BUTTON = (80, 30)
-
-
-class FakeClock:
-    """Advances only when something sleeps."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
 
 
 def draw(buttons: dict[str, tuple[int, int]], *, fill: str = "#dddddd") -> np.ndarray:

@@ -1,0 +1,18 @@
+"""Test doubles shared by several test modules."""
+
+from __future__ import annotations
+
+
+class FakeClock:
+    """Time passes only when something sleeps: waits are exact and instant."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.t = start
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.t += seconds
