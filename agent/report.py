@@ -133,8 +133,9 @@ def _facts(items: Iterable[str]) -> str:
 
 def _agent_step(run_dir: Path | None, sub: StepRecord, *, opened: bool) -> str:
     """One of the agent loop's steps inside a ``do:`` step."""
-    rejected = sub.outcome is Outcome.REJECTED
-    what = f"unusable reply: {sub.error}" if rejected else sub.summary
+    what = (f"unusable reply: {sub.error}" if sub.outcome is Outcome.REJECTED
+            else f"{sub.summary}: {sub.error}" if sub.outcome is Outcome.DENIED
+            else sub.summary)
     where = " → ".join(f"({x}, {y})" for x, y in sub.points)
     model = "".join(f"<h4>{name}</h4>{_pre(text)}" for name, text in
                     (("reasoning", sub.reasoning), ("answer", sub.answer)) if text)
