@@ -148,6 +148,7 @@ class _Run:
                            settings=self.settings, clock=self.clock, gate=self.gate)
             lap("model")
         except ActionError as exc:  # unusable or not allowed: the model is told, and may retry
+            lap("model")  # deciding includes validation and any wait for the person's answer
             denied = exc.action if isinstance(exc, ActionDenied) else None
             return self._unusable(_Seen(index, frame.rgb, image, reply, lap), str(exc), denied)
         except RuntimeFailure as exc:

@@ -94,7 +94,9 @@ class RunDir:
         stamped = {"time": dt.datetime.now().astimezone().isoformat(timespec="seconds"), **data}
         line = json.dumps(stamped, ensure_ascii=False) + "\n"
         _private_write(self.path / "incidents.jsonl", line.encode(), append=True)
-        log.warning("safety: %s", data.get("reason", data))
+        verdict = data.get("verdict", "")
+        log.log(logging.INFO if verdict == "approved" else logging.WARNING, "safety: %s %s: %s",
+                verdict, data.get("category", ""), data.get("reason", ""))
 
     def write_lines(self, name: str, lines: list[str]) -> None:
         """Write a JSON-lines (or text) file of the run, privately."""
