@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.headless import run_display
 from grounding.capture import MssScreen
 from grounding.ocr import PixelBox, RapidOcrReader, TextReader
 from grounding.textmatch import TextLookupError, find_text
-from grounding.xvfb import launched, wait_for_window, xvfb
+from grounding.xvfb import launched, wait_for_window
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def bench_ocr(width: int = 1920, height: int = 1080, steps: int = 10) -> dict[st
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     reader = RapidOcrReader()
-    with xvfb(width, height) as display, _display_env(display), _apps(display) as apps:
+    with run_display(new=True, size=(width, height)) as (display, _), _apps(display) as apps:
         calc = _window_box(display, "Calculator", width, height)
         time.sleep(SETTLE_S)
         screen = MssScreen(1)
@@ -91,20 +92,6 @@ def _ground(reader: TextReader, rgb: np.ndarray, query: str,
 
 def _pct(values: Sequence[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 1)
-
-
-@contextlib.contextmanager
-def _display_env(display: str) -> Iterator[None]:
-    """Point DISPLAY (read by mss when it connects) at ``display``, and put it back after."""
-    old = os.environ.get("DISPLAY")
-    os.environ["DISPLAY"] = display
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("DISPLAY", None)
-        else:
-            os.environ["DISPLAY"] = old
 
 
 @contextlib.contextmanager
