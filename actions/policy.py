@@ -13,21 +13,16 @@ a denied step the task can ``allow``); a miss can cost a deleted file or a sent 
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
-import os
 import re
-import select
-import time
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import Protocol, runtime_checkable
 
 from actions.resolved import Resolved
+from actions.secrets import secret_spans
 from actions.types import AnyAction, Click, Drag, Hold, Key, Type
 from grounding.capture import Frame
 from grounding.geometry import PixelBox, Point
@@ -253,76 +248,6 @@ _AFFIRMATIVE = re.compile(r"^\W*(?:ok|okay|yes|continue|proceed|apply|accept|agr
 CLICK_READ = (120, 24)
 DIALOG_READ = (320, 160)
 _ON_TEXT_MARGIN = 4  # points around a text box that still count as clicking on it
-
-# ---------------------------------------------------------------------------------------------
-# Secrets: known key formats, then any long token that looks random.
-
-_SECRET_FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("a private key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")),
-    ("an AWS access key id", re.compile(
-        r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA)[A-Z0-9]{16}\b")),
-    ("a GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{22,})")),
-    ("a GitLab token", re.compile(r"\bglpat-[\w-]{20,}")),
-    ("an API secret key (sk-...)", re.compile(r"\bsk-[\w-]{20,}")),
-    ("a Stripe key", re.compile(r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}")),
-    ("a Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
-    ("a Google API key", re.compile(r"\bAIza[\w-]{35}")),
-    ("a Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
-    ("a JSON web token", re.compile(r"\beyJ[\w-]{5,}\.eyJ[\w-]{5,}\.[\w-]*")),
-)
-_TOKEN_EDGES = "\"'`()[]{}<>,;."
-# Tokens end at spaces, and at "=" or ":" followed by more text (``key=value``, ``Bearer:x``);
-# a trailing "=" is base64 padding and stays.
-_TOKEN_SPLIT = re.compile(r"\s+|[=:](?=[^=\s])")
-MIN_TOKEN_CHARS = 20
-MIN_TOKEN_ENTROPY = 3.5  # bits per character
-
-
-def _entropy(text: str) -> float:
-    """Shannon entropy of the characters of ``text``, in bits per character."""
-    n = len(text)
-    return -sum(c / n * math.log2(c / n) for c in Counter(text).values())
-
-
-def _class_changes(text: str) -> int:
-    """Adjacent letter/digit/case switches, not counting a capital starting a word.
-
-    Random tokens switch often (about every other character in base62); file names, paths,
-    URLs and e-mail addresses are runs of words and numbers that switch rarely, although their
-    entropy is just as high.
-    """
-    def kind(ch: str) -> str | None:
-        if ch.isdigit():
-            return "d"
-        if ch.isalpha():
-            return "u" if ch.isupper() else "l"
-        return None
-
-    changes = 0
-    for a, b in itertools.pairwise(text):
-        ka, kb = kind(a), kind(b)
-        if ka and kb and ka != kb and (ka, kb) != ("u", "l"):
-            changes += 1
-    return changes
-
-
-def _random_looking(token: str) -> bool:
-    return (len(token) >= MIN_TOKEN_CHARS
-            and any(c.isalpha() for c in token) and any(c.isdigit() for c in token)
-            and _entropy(token) >= MIN_TOKEN_ENTROPY
-            and _class_changes(token) >= max(4, len(token) // 5))
-
-
-def secret_spans(text: str) -> list[tuple[str, str]]:
-    """The parts of ``text`` that look like secrets, as (what it looks like, the part)."""
-    found = [(what, m.group()) for what, rx in _SECRET_FORMATS for m in rx.finditer(text)]
-    for raw in _TOKEN_SPLIT.split(text):
-        token = raw.strip(_TOKEN_EDGES)
-        known = any(part in token or token in part for _, part in found)
-        if not known and _random_looking(token):
-            found.append(("a random key or token", token))
-    return found
-
 
 # ---------------------------------------------------------------------------------------------
 
@@ -648,104 +573,5 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-# ---------------------------------------------------------------------------------------------
-# Approvers: the person's answer, out of band.
-
-
-@runtime_checkable
-class Approver(Protocol):
-    """Asks the person whether a sensitive action may run.
-
-    The answer must come from the person through a channel the agent cannot write to (the
-    controlling terminal, the TUI): never from model output, never from text on the screen.
-    """
-
-    def approve(self, concern: Concern, summary: str) -> bool:
-        """True only when the person said yes to ``summary`` despite ``concern``."""
-        ...
-
-
-class DenyAll:
-    """The headless answer: nothing sensitive runs unless the task file allows it."""
-
-    def approve(self, concern: Concern, summary: str) -> bool:
-        """Always False."""
-        log.info("denied without asking (%s): %s", concern.category.value, concern.reason)
-        return False
-
-
-MAX_ANSWER_BYTES = 1024
-_YES = frozenset({"y", "yes"})
-
-
-class TerminalApprover:
-    """Asks ``[y/N]`` on the controlling terminal and takes only "y" or "yes" as a yes.
-
-    The question goes to ``tty_path`` (``/dev/tty``), never to stdin or stdout, which may be
-    pipes fed by something else; without a terminal the answer is no. Keys typed before the
-    question are thrown away (``tcflush``), so nothing typed earlier, by the agent or anyone,
-    answers it. ``timeout_s`` (None: wait for ever) turns silence into a no.
-    """
-
-    def __init__(self, tty_path: str = "/dev/tty", *, timeout_s: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.tty_path = tty_path
-        self.timeout_s = timeout_s
-        self._clock = clock
-
-    def approve(self, concern: Concern, summary: str) -> bool:
-        """Ask the person; False without a terminal, on EOF, on timeout or any other answer."""
-        try:
-            fd = os.open(self.tty_path, os.O_RDWR | os.O_NOCTTY)
-        except OSError as exc:
-            log.warning("no terminal to ask for approval (%s): denied", exc)
-            return False
-        try:
-            if not os.isatty(fd):
-                log.warning("%s is not a terminal: approval denied", self.tty_path)
-                return False
-            import termios
-
-            termios.tcflush(fd, termios.TCIFLUSH)
-            os.write(fd, _prompt(concern, summary).encode("utf-8", "replace"))
-            answer = self._read_line(fd)
-        except OSError as exc:
-            log.warning("asking for approval on %s failed (%s): denied", self.tty_path, exc)
-            return False
-        finally:
-            os.close(fd)
-        if answer is None:
-            return False
-        return answer.strip().lower() in _YES
-
-    def _read_line(self, fd: int) -> str | None:
-        """One line from the terminal, or None on EOF or timeout."""
-        deadline = None if self.timeout_s is None else self._clock() + self.timeout_s
-        data = b""
-        while b"\n" not in data and len(data) < MAX_ANSWER_BYTES:
-            if deadline is not None:
-                left = deadline - self._clock()
-                if left <= 0 or not select.select([fd], [], [], left)[0]:
-                    os.write(fd, b"\n(no answer: denied)\n")
-                    return None
-            chunk = os.read(fd, MAX_ANSWER_BYTES)
-            if not chunk:
-                return None
-            data += chunk
-        return data.split(b"\n", 1)[0].decode("utf-8", "replace")
-
-
-def _printable(text: str) -> str:
-    # Screen text and model words reach this prompt: no escape sequence may reach the terminal.
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
-
-
-def _prompt(concern: Concern, summary: str) -> str:
-    return (f"\ndeskpilot wants to: {_printable(summary)}\n"
-            f"  {concern.category.value}: {_printable(concern.reason)}\n"
-            "Allow this once? [y/N] ")
-
-
-__all__ = ["APPROVAL_CATEGORIES", "CLICK_READ", "DIALOG_READ", "REFUSAL_CATEGORIES", "Approver",
-           "Category", "Concern", "DenyAll", "Policy", "PolicyDenied", "Review", "Scope",
-           "TerminalApprover", "secret_spans"]
+__all__ = ["APPROVAL_CATEGORIES", "CLICK_READ", "DIALOG_READ", "REFUSAL_CATEGORIES", "Category",
+           "Concern", "Policy", "PolicyDenied", "Review", "Scope", "secret_spans"]

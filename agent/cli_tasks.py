@@ -14,7 +14,7 @@ from agent.taskfile import Task, TaskFileError, load_tasks
 from agent.taskrecords import ScriptStep, SuiteResult, TaskResult, TaskStatus
 
 if TYPE_CHECKING:
-    from actions.policy import Approver
+    from actions.approval import Approver
     from grounding.windows import X11WindowProbe
     from models.runtime import Runtime
 
@@ -121,7 +121,7 @@ def _run(tasks: list[Task], args: argparse.Namespace, *, new_display: bool) -> i
 
 def approver_for(*, headless: bool) -> Approver:
     """Who approves sensitive actions: nobody when headless, else the person at this terminal."""
-    from actions.policy import DenyAll, TerminalApprover
+    from actions.approval import DenyAll, TerminalApprover
 
     if headless or not sys.stdin.isatty():
         return DenyAll()

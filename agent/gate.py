@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from actions.approval import Approver
 from actions.parse import ActionError
-from actions.policy import Approver, Category, Concern, Policy
+from actions.policy import Category, Concern, Policy
 from actions.resolved import Resolved
 from actions.types import AnyAction, Hold, Key, Type, summarize
 from agent.rundir import RunDir

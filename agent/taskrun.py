@@ -16,8 +16,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from actions.approval import Approver, DenyAll
 from actions.executor import InputDevice, release_all
-from actions.policy import Approver, DenyAll, Policy, Scope
+from actions.policy import Policy, Scope
 from agent.cache import CacheMode, GroundingCache
 from agent.gate import Gate
 from agent.loop import Clock

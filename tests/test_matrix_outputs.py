@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from actions.approval import DenyAll
 from actions.executor import RecordingDevice
-from actions.policy import DenyAll, Policy
+from actions.policy import Policy
 from actions.validate import CORNER_MARGIN
 from agent.gate import Gate
 from agent.loop import Budget, run_agent

@@ -12,16 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from actions.approval import DenyAll, TerminalApprover
 from actions.policy import (
     APPROVAL_CATEGORIES,
     Category,
     Concern,
-    DenyAll,
     Policy,
     PolicyDenied,
     Review,
     Scope,
-    TerminalApprover,
     secret_spans,
 )
 from actions.resolved import Resolved
