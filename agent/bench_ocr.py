@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.headless import run_display
+from agent.headless import parse_size, run_display
 from grounding.capture import MssScreen
 from grounding.ocr import PixelBox, RapidOcrReader, TextReader
 from grounding.textmatch import TextLookupError, find_text
@@ -131,15 +131,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="deskpilot bench ocr",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--screen-size", default="1920x1080", metavar="WxH",
+    parser.add_argument("--screen-size", type=parse_size, default=(1920, 1080), metavar="WxH",
                         help="display size (default 1920x1080)")
     parser.add_argument("--steps", type=int, default=10, metavar="N",
                         help="groundings to time (default 10)")
     args = parser.parse_args(argv)
-    try:
-        width, height = (int(v) for v in args.screen_size.lower().split("x"))
-    except ValueError:
-        parser.error(f"--screen-size: expected WxH, got {args.screen_size!r}")
+    width, height = args.screen_size
     logging.basicConfig(level=logging.WARNING)
     print(json.dumps(bench_ocr(width, height, args.steps), indent=2))
 

@@ -41,7 +41,7 @@ from actions.parse import parse_action
 from actions.schema import action_grammar, describe_actions, max_answer_chars
 from actions.types import summarize
 from actions.validate import validate
-from agent.headless import run_display
+from agent.headless import parse_size, run_display
 from agent.loop import HISTORY_STEPS, SystemClock
 from agent.records import Outcome, StepRecord, Timings
 from agent.rundir import RunDir
@@ -283,21 +283,13 @@ def _medians(laps: list[dict[str, float]], phases: Sequence[str]) -> dict[str, A
     return figures
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    return width, height
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Print the benchmark's figures as JSON (``--one WxH``: one size, in this process)."""
     parser = argparse.ArgumentParser(prog="deskpilot bench overhead",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--one", type=_size, metavar="WxH",
+    parser.add_argument("--one", type=parse_size, metavar="WxH",
                         help="time one size in this process (the worker mode)")
-    parser.add_argument("--sizes", type=_size, nargs="+", metavar="WxH",
+    parser.add_argument("--sizes", type=parse_size, nargs="+", metavar="WxH",
                         default=list(DEFAULT_SIZES))
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--max-patches", type=int, default=DEFAULT_MAX_PATCHES)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.cli_tasks import parse_size
+from agent.headless import parse_size
 from agent.records import RunResult, Status, StepRecord
 
 if TYPE_CHECKING:

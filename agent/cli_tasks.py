@@ -29,17 +29,6 @@ def is_task_file(argument: str) -> bool:
     return argument.lower().endswith(TASK_SUFFIXES)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``1920x1080`` → ``(1920, 1080)``, within what Xvfb and the model handle."""
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    if not (320 <= width <= 7680 and 240 <= height <= 4320):
-        raise argparse.ArgumentTypeError(f"{text} is outside 320x240 .. 7680x4320")
-    return width, height
-
-
 def run_task_files(args: argparse.Namespace) -> int:
     """Load every file (exit 2 on any problem, before anything runs), run them, report."""
     from agent.cli import UserError

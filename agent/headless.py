@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from collections.abc import Iterator
@@ -33,3 +34,14 @@ def run_display(*, new: bool, size: tuple[int, int]) -> Iterator[tuple[str, bool
                 os.environ.pop("DISPLAY", None)
             else:
                 os.environ["DISPLAY"] = current
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``1920x1080`` → ``(1920, 1080)``, within what Xvfb and the model handle."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if not (320 <= width <= 7680 and 240 <= height <= 4320):
+        raise argparse.ArgumentTypeError(f"{text} is outside 320x240 .. 7680x4320")
+    return width, height
