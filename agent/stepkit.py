@@ -27,6 +27,7 @@ from grounding.capture import Frame, Screen
 from grounding.geometry import PixelBox, View
 from grounding.ocr import TextReader
 from grounding.stable import wait_stable
+from grounding.textmatch import AmbiguousText, TextLookupError, TextMatch, find_text
 from models.runtime import Reply, Request, Runtime
 
 log = logging.getLogger(__name__)
@@ -172,3 +173,22 @@ def clip_to_frame(spec_region: tuple[int, int, int, int] | None, frame: Frame) -
         raise StepFailed(f"region {list(spec_region)} lies outside the "
                          f"{frame.width}x{frame.height} screen")
     return (x1, y1, x2, y2)
+
+
+def read_text(ctx: StepContext, draft: Draft, frame: Frame, query: str,
+              region: PixelBox | None) -> TextMatch:
+    """Find ``query`` by OCR (timed as ``ocr``), keeping the candidates on the draft.
+
+    Raises :class:`AmbiguousText` (several places) or another :class:`TextLookupError`.
+    """
+    t = time.perf_counter()
+    try:
+        return find_text(ctx.reader.read(frame.rgb, region), query, region=region)
+    except AmbiguousText as exc:
+        draft.candidates = tuple(f"{c.text!r} at {c.box}" for c in exc.candidates)
+        raise
+    except TextLookupError as exc:
+        draft.candidates = tuple(getattr(exc, "seen", ()))
+        raise
+    finally:
+        lap(draft, "ocr", t)

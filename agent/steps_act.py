@@ -17,6 +17,7 @@ from agent.stepkit import (
     keep,
     lap,
     point_box,
+    read_text,
 )
 from agent.taskfile import Step
 from agent.taskrecords import Source
@@ -24,25 +25,17 @@ from grounding.capture import Frame
 from grounding.geometry import PixelBox, Region
 from grounding.preprocess import prepare
 from grounding.template import FlatSnippet, cut
-from grounding.textmatch import AmbiguousText, TextLookupError, find_text
+from grounding.textmatch import TextLookupError
 from models import asks
 
 
 def _read_text(ctx: StepContext, draft: Draft, frame: Frame, query: str,
                region: PixelBox | None) -> PixelBox:
     """Find ``query`` by OCR; ambiguity and absence fail the step with the candidates."""
-    t = time.perf_counter()
     try:
-        lines = ctx.reader.read(frame.rgb, region)
-        match = find_text(lines, query, region=region)
-    except AmbiguousText as exc:
-        draft.candidates = tuple(f"{c.text!r} at {c.box}" for c in exc.candidates)
-        raise StepFailed(str(exc)) from None
+        match = read_text(ctx, draft, frame, query, region)
     except TextLookupError as exc:
-        draft.candidates = tuple(getattr(exc, "seen", ()))
         raise StepFailed(str(exc)) from None
-    finally:
-        lap(draft, "ocr", t)
     draft.source = Source.OCR
     draft.message = f"found {match.text!r} ({match.how}, score {match.score:.2f})"
     return match.box

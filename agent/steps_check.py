@@ -7,12 +7,22 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.stepkit import POLL_S, Draft, StepContext, StepFailed, clip_to_frame, grab, keep, lap
+from agent.stepkit import (
+    POLL_S,
+    Draft,
+    StepContext,
+    StepFailed,
+    clip_to_frame,
+    grab,
+    keep,
+    lap,
+    read_text,
+)
 from agent.taskfile import Step
 from agent.taskrecords import Source
 from grounding.capture import Frame
 from grounding.geometry import PixelBox
-from grounding.textmatch import AmbiguousText, TextLookupError, find_text
+from grounding.textmatch import AmbiguousText, TextLookupError
 from grounding.visual import compare, load_png, save_png
 
 
@@ -45,17 +55,12 @@ def _poll_text(step: Step, ctx: StepContext, draft: Draft, *, want: bool,
 def _find(ctx: StepContext, draft: Draft, frame: Frame, query: str,
           region: PixelBox | None) -> tuple[PixelBox | None, str]:
     """Where the text is (any one place when it shows several times), or why it is not."""
-    t = time.perf_counter()
     try:
-        return find_text(ctx.reader.read(frame.rgb, region), query, region=region).box, ""
+        return read_text(ctx, draft, frame, query, region).box, ""
     except AmbiguousText as exc:
-        draft.candidates = tuple(f"{c.text!r} at {c.box}" for c in exc.candidates)
         return exc.candidates[0].box, ""
     except TextLookupError as exc:
-        draft.candidates = tuple(getattr(exc, "seen", ()))
         return None, str(exc)
-    finally:
-        lap(draft, "ocr", t)
 
 
 def wait_for(step: Step, ctx: StepContext, draft: Draft) -> None:
