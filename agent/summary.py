@@ -8,29 +8,18 @@ user (0600), like the run directories.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from agent.taskrecords import SuiteResult
+from grounding.visual import write_atomic
 
 
 def write_private(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically, with mode 0600 (a new parent directory is 0700)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # mkstemp creates the file 0600 in the target directory, so the rename stays on one
-    # filesystem and no other user can read it in between.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # mkstemp makes the temporary file 0600, so no other user can read it, before or after.
+    write_atomic(path, data)
 
 
 def summary_json(suite: SuiteResult) -> dict[str, Any]:
