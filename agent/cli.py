@@ -312,14 +312,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _gate(args: argparse.Namespace, record: RunDir) -> Gate:
     """The safety gate for a task in words: the person at this terminal approves."""
     from actions.policy import Policy, Scope
-    from agent.cli_tasks import _window_probe, approver_for
+    from agent.cli_tasks import approver_for, window_probe
     from agent.gate import Gate
     from grounding.ocr import RapidOcrReader
 
     try:
         policy = Policy(scope=Scope(region=args.region, windows=tuple(args.window)),
                         allow=frozenset(args.allow), reader=RapidOcrReader(),
-                        windows=_window_probe(os.environ.get("DISPLAY", "")),
+                        windows=window_probe(os.environ.get("DISPLAY", "")),
                         task_text=[args.task])
     except ValueError as exc:
         raise UserError(str(exc)) from None

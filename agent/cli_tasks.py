@@ -83,7 +83,7 @@ def _run(tasks: list[Task], args: argparse.Namespace, *, new_display: bool) -> i
             print(f"{len(tasks)} task file(s) on {where} {display} "
                   f"({geometry.pixel_width}x{geometry.pixel_height}); cache {args.cache}",
                   flush=True)
-            windows = _window_probe(display)
+            windows = window_probe(display)
             services = Services(
                 screen=screen, device=PyAutoGuiDevice(), reader=RapidOcrReader(),
                 cache_mode=CacheMode(args.cache), cache_dir=args.cache_dir, model=model,
@@ -117,7 +117,7 @@ def approver_for(*, headless: bool) -> Approver:
     return TerminalApprover()
 
 
-def _window_probe(display: str) -> X11WindowProbe | None:
+def window_probe(display: str) -> X11WindowProbe | None:
     """The X11 window probe; without it window scope and terminal detection fail closed."""
     from grounding.windows import WindowProbeError, X11WindowProbe
 
