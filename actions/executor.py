@@ -377,7 +377,11 @@ def _drag(run: _Run, start: Point, end: Point) -> None:
     run.device.move(start.x, start.y)
     run.held.button_down("left")
     run.sleep(DRAG_SETTLE_S)
-    for p in drag_path(start, end):
+    path = drag_path(start, end)
+    for i, p in enumerate(path):
+        # The kill hotkey must end a drag at once; execute's finally lets go of the button.
+        if _stop_requested(run.should_stop):
+            raise Interrupted(f"stopped the drag after {i} of {len(path)} moves")
         run.device.move(p.x, p.y)
         run.sleep(DRAG_STEP_S)
     run.held.button_up("left")
@@ -451,8 +455,8 @@ def execute(resolved: Resolved, device: InputDevice, *,
             should_stop: Callable[[], bool] | None = None) -> None:
     """Perform one resolved action on the device; nothing it pressed stays held afterwards.
 
-    ``should_stop`` is polled between typed chunks, hold presses and wait slices; when it
-    returns True the action ends with :class:`Interrupted`.
+    ``should_stop`` is polled between typed chunks, hold presses, wait slices and drag moves;
+    when it returns True the action ends with :class:`Interrupted`.
     """
     if type_chunk < 1:
         raise ValueError(f"type_chunk must be at least 1, got {type_chunk}")

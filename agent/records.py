@@ -42,6 +42,7 @@ class Outcome(StrEnum):
     REJECTED = "rejected"      # unparseable or invalid; the error goes back to the model
     DENIED = "denied"          # the safety policy or the person refused it; nothing was sent
     TERMINAL = "terminal"      # done / fail / ask_user
+    TAKEN_OVER = "taken_over"  # the person had control meanwhile; the action was dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,8 @@ class StepRecord:
             return f"(unusable reply: {self.error})"
         if self.outcome is Outcome.DENIED:
             return f"(not allowed: {self.summary}: {self.error})"
+        if self.outcome is Outcome.TAKEN_OVER:
+            return f"({self.error}; {self.summary} was not carried out: look again)"
         return self.summary
 
     def to_json(self) -> dict[str, Any]:
@@ -101,12 +104,26 @@ class StepRecord:
         data["reply"] = {"answer": data.pop("answer"), "reasoning": data.pop("reasoning")}
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StepRecord:
+        """The record :meth:`to_json` wrote; a missing, unknown or malformed field raises
+        KeyError, TypeError or ValueError."""
+        fields = dict(data)
+        reply = fields.pop("reply")
+        width, height = fields.pop("image_size")
+        return cls(**{
+            **fields, "answer": reply["answer"], "reasoning": reply["reasoning"],
+            "outcome": Outcome(fields["outcome"]), "image_size": (int(width), int(height)),
+            "points": tuple((int(x), int(y)) for x, y in fields["points"]),
+            "timings": Timings(**fields["timings"])})
+
     def line(self) -> str:
         """One human-readable line for plain output."""
         where = " at " + " -> ".join(f"({x},{y})" for x, y in self.points) if self.points else ""
         what = (f"REJECTED: {self.error}" if self.outcome is Outcome.REJECTED
                 else f"DENIED {self.summary}: {self.error}" if self.outcome is Outcome.DENIED
-                else self.summary)
+                else f"DROPPED {self.summary}: {self.error}"
+                if self.outcome is Outcome.TAKEN_OVER else self.summary)
         return f"step {self.index:>3}  {what}{where}  [{self.outcome.value}]  {self.timings.line()}"
 
 

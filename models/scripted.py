@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -55,8 +56,10 @@ class ScriptedRuntime:
         if index >= len(self._replies):
             raise RuntimeFailure(f"{self._name}: script exhausted after {index} replies")
         reply = self._replies[index]
-        if request.on_text is not None:
-            request.on_text(reply.answer)
+        if request.on_text is not None:  # streamed in words, the trace first, like a model
+            for text in (reply.reasoning, reply.answer):
+                for piece in re.findall(r"\S+\s*", text):
+                    request.on_text(piece)
         log.debug("scripted reply %d: %s", index, reply.answer)
         return reply
 

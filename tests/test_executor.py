@@ -304,6 +304,17 @@ def test_stop_between_hold_presses_releases_the_held_keys() -> None:
     assert device.keys_down == []
 
 
+def test_stop_mid_drag_releases_the_button() -> None:
+    polls = iter([False, False, True])
+    device = RecordingDevice()
+    with pytest.raises(Interrupted, match=f"2 of {DRAG_STEPS} moves"):
+        run(drag(), device, should_stop=lambda: next(polls))
+    moves = [c for c in device.calls if c[0] == "move"]
+    assert len(moves) == 3  # to the start, then two of the path
+    assert device.calls[-1] == ("button_up", "left")
+    assert device.buttons_down == []
+
+
 # Panic release and lazy import -------------------------------------------------------------
 
 def test_release_all_releases_buttons_then_modifiers() -> None:

@@ -73,3 +73,26 @@ def test_the_persons_mouse_stops_the_agent_before_its_next_action(display: str,
     assert result.status is Status.TAKEN_OVER, result.message
     assert "you have control (the pointer moved to (17, 23))" in result.message
     assert len(result.steps) == 2 and len(runtime.requests) == 3  # the third click never ran
+
+
+def test_the_agents_own_input_is_not_handed_back(display: str) -> None:
+    from actions.executor import PyAutoGuiDevice
+
+    device = PyAutoGuiDevice()
+    with TakeoverWatch() as watch:
+        with watch.acting():
+            device.move(300, 300)
+            device.button_down("left")
+            device.move(320, 310)
+            device.button_up("left")
+            device.key_down("a")
+            device.key_up("a")
+        time.sleep(0.5)  # past the grace period; the listener saw all of it long ago
+        assert watch.taken() is None
+        assert watch.reset() == []
+        subprocess.run(["xdotool", "mousemove", "33", "44"], check=True,
+                       env={**os.environ, "DISPLAY": display})
+        deadline = time.monotonic() + 2
+        while watch.taken() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert watch.reset() == ["move(33, 44)"]

@@ -1,0 +1,290 @@
+"""The supervision app driven by Textual's Pilot: a scripted model, a fake screen, a recording
+device. Every control is checked against what reached the device and the step records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from actions.executor import RecordingDevice
+from agent.loop import run_agent
+from agent.records import Outcome, RunResult, Status
+from agent.rundir import RunDir
+from agent.supervise import Controls
+from agent.takeover import TakeoverWatch
+from grounding.capture import FakeScreen
+from models.runtime import Reply
+from models.scripted import ScriptedRuntime
+from tests.helpers.fakes import FakeClock
+from tui.app import RunInfo, Session, SupervisorApp
+from tui.approval import ApprovalScreen
+from tui.imageview import ScreenView
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+CLICK = '{"action": "click", "target": "the OK button", "box": [0.40, 0.60, 0.50, 0.70]}'
+TYPE = '{"action": "type", "text": "hello"}'
+DONE = '{"action": "done", "answer": "all set"}'
+SIZE = (800, 500)
+
+
+def desktop() -> np.ndarray:
+    """A small, fixed 'desktop': a window with a title bar and a button."""
+    image = np.full((SIZE[1], SIZE[0], 3), (40, 70, 110), np.uint8)
+    cv2.rectangle(image, (120, 80), (680, 420), (230, 230, 230), -1)
+    cv2.rectangle(image, (120, 80), (680, 110), (60, 60, 160), -1)
+    cv2.rectangle(image, (320, 300), (400, 350), (90, 160, 90), -1)
+    return image
+
+
+class Harness:
+    """One app around a real loop; what the device got and what the model was asked."""
+
+    def __init__(self, tmp_path: Path, replies: list[str | Reply], *,
+                 controls: Controls | None = None, takeover: TakeoverWatch | None = None,
+                 before_reply: Callable[[int], None] | None = None) -> None:
+        self.device = RecordingDevice()
+        self.runtime = _Runtime(replies, before_reply)
+        self.controls = controls or Controls()
+        self.record = RunDir(tmp_path / "runs")
+        self.takeover = takeover
+        info = RunInfo(task="press OK in the dialog", model="scripted", mode="direct",
+                       screen=(0, 0, *SIZE), kill_key="Ctrl+Alt+K")
+        self.app = SupervisorApp(info, self.job, controls=self.controls, clock=lambda: 100.0)
+
+    def job(self, session: Session) -> RunResult:
+        return run_agent("press OK in the dialog", runtime=self.runtime,
+                         screen=FakeScreen(desktop()), device=self.device, record=self.record,
+                         clock=FakeClock(), takeover=self.takeover, on_step=session.on_step,
+                         supervisor=session.controls)
+
+    def executed(self) -> list[str]:
+        return [call[0] for call in self.device.calls]
+
+
+class _Runtime(ScriptedRuntime):
+    def __init__(self, replies: list[str | Reply], before: Callable[[int], None] | None) -> None:
+        super().__init__(replies)
+        self._before = before
+
+    def complete(self, request):  # type: ignore[no-untyped-def]
+        if self._before is not None:
+            self._before(len(self.requests))
+        return super().complete(request)
+
+
+async def until(pilot, condition: Callable[[], bool], timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Let the app run until ``condition`` holds (the agent works in a thread)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.05)
+
+
+def asking(h: Harness) -> Callable[[], bool]:
+    """The approval modal is up and drawn."""
+    return lambda: isinstance(h.app.screen, ApprovalScreen) and bool(
+        h.app.screen.query("#deny"))
+
+
+def ended(h: Harness) -> Callable[[], bool]:
+    return lambda: h.app.result is not None or h.app.error is not None
+
+
+async def test_a_run_shows_steps_marks_and_folded_reasoning(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [Reply(answer=CLICK, reasoning="The OK button is green."), DONE])
+    async with h.app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, ended(h))
+        assert h.app.result is not None and h.app.result.status is Status.DONE
+        table = h.app.query_one("#steps")
+        assert table.row_count == 2
+        assert table.get_row_at(0)[:3] == ["1", "click", "the OK button"]
+        marks = h.app.query_one(ScreenView).marks
+        assert marks.boxes == ()  # the last step (done) points nowhere
+        titles = [c.title for c in h.app.query("Collapsible")]
+        assert titles == ["step 1: reasoning (23 chars)"]
+        assert all(c.collapsed for c in h.app.query("Collapsible"))
+    assert h.executed() == ["move", "button_down", "button_up"]
+    lines = (h.record.path / "trajectory.jsonl").read_text().splitlines()
+    assert [json.loads(line)["index"] for line in lines] == [1, 2]  # the same records
+
+
+async def test_pause_holds_the_agent_and_resume_lets_it_go(tmp_path: Path) -> None:
+    controls = Controls()
+    controls.pause()
+    h = Harness(tmp_path, [CLICK, DONE], controls=controls)
+    async with h.app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, lambda: controls.state() == "paused")
+        await pilot.pause(0.3)
+        assert h.runtime.requests == [] and h.device.calls == []
+        assert "paused" in str(h.app.query_one("#status").render())
+        await pilot.press("space")
+        await until(pilot, ended(h))
+    assert h.app.result is not None and h.app.result.status is Status.DONE
+    assert h.executed() == ["move", "button_down", "button_up"]
+
+
+async def test_step_once_waits_for_n_before_each_action(tmp_path: Path) -> None:
+    controls = Controls()
+    controls.pause()  # the scripted model is quicker than any key
+    h = Harness(tmp_path, [CLICK, TYPE, DONE], controls=controls)
+    async with h.app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, lambda: controls.state() == "paused")
+        await pilot.press("s", "space")
+        await until(pilot, lambda: (h.controls.state() or "").startswith("step once"))
+        assert h.device.calls == []
+        await pilot.press("n")
+        await until(pilot, lambda: len(h.app.steps) == 1)
+        await until(pilot, lambda: (h.controls.state() or "").startswith("step once"))
+        assert h.executed() == ["move", "button_down", "button_up"]
+        await pilot.press("s")  # off again: the rest runs on its own
+        await until(pilot, ended(h))
+    assert h.app.result is not None and h.app.result.status is Status.DONE
+    assert h.executed() == ["move", "button_down", "button_up", "write"]
+
+
+async def test_denied_in_the_modal_is_not_executed(tmp_path: Path) -> None:
+    controls = Controls()
+    controls.set_approve_each(True)
+    h = Harness(tmp_path, [CLICK, DONE], controls=controls)
+    async with h.app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, asking(h))
+        assert "click" in str(h.app.screen.query_one("#summary").render())
+        marks = h.app.query_one(ScreenView).marks  # where it would click, before the answer
+        assert marks.boxes == ((0.4, 0.6, 0.5, 0.7),) and marks.points == ((360 / 800, 324 / 500),)
+        await pilot.press("n")
+        await until(pilot, ended(h))
+    assert h.device.calls == []
+    assert h.app.steps[0].outcome is Outcome.DENIED
+    assert h.app.steps[0].error == "not approved by the person"
+    assert "not approved by the person" in h.runtime.requests[1].prompt  # the model is told
+
+
+async def test_allowed_in_the_modal_runs(tmp_path: Path) -> None:
+    controls = Controls()
+    controls.set_approve_each(True)
+    h = Harness(tmp_path, [CLICK, DONE], controls=controls)
+    async with h.app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, asking(h))
+        await pilot.press("y")
+        await until(pilot, ended(h))
+    assert h.executed() == ["move", "button_down", "button_up"]
+
+
+async def test_stop_ends_the_run_and_the_app_stays(tmp_path: Path) -> None:
+    controls = Controls()
+    controls.pause()
+    h = Harness(tmp_path, [CLICK, DONE], controls=controls)
+    async with h.app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, lambda: controls.state() == "paused")
+        await pilot.press("x")
+        await until(pilot, ended(h))
+        assert h.app.is_running  # the person can read what happened, then q
+        await pilot.press("q")
+    assert h.app.result is not None and h.app.result.status is Status.INTERRUPTED
+    assert h.device.calls == [] and h.runtime.requests == []
+
+
+async def test_stop_while_the_modal_is_open_denies_and_ends(tmp_path: Path) -> None:
+    controls = Controls()
+    controls.set_approve_each(True)
+    h = Harness(tmp_path, [CLICK, DONE], controls=controls)
+    async with h.app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, asking(h))
+        await pilot.press("x")
+        await until(pilot, ended(h))
+        assert not isinstance(h.app.screen, ApprovalScreen)
+    assert h.app.result is not None and h.app.result.status is Status.INTERRUPTED
+    assert h.device.calls == []
+
+
+async def test_a_hint_reaches_the_next_prompt_once(tmp_path: Path) -> None:
+    controls = Controls()
+    controls.set_step_once(True)
+    h = Harness(tmp_path, [CLICK, TYPE, DONE], controls=controls)
+    async with h.app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, lambda: (controls.state() or "").startswith("step once"))
+        await pilot.press("h")
+        await pilot.press(*"use the green one")
+        await pilot.press("enter")
+        controls.set_step_once(False)
+        await until(pilot, ended(h))
+    prompts = [r.prompt for r in h.runtime.requests]
+    assert "Hint from the person" not in prompts[0]
+    assert "Hint from the person: use the green one" in prompts[1]
+    assert "Hint from the person" not in prompts[2]
+
+
+async def test_takeover_pauses_until_handed_back_and_is_recorded(tmp_path: Path) -> None:
+    watch = TakeoverWatch()  # not started: the test feeds it the listener's lines
+
+    def person(call: int) -> None:
+        if call == 0:  # while the model thinks about step 1, the person clicks somewhere
+            watch.feed(json.dumps({"kind": "move", "x": 10, "y": 20}))
+            for kind in ("press", "release"):
+                watch.feed(json.dumps({"kind": kind, "x": 10, "y": 20, "button": "left"}))
+
+    h = Harness(tmp_path, [CLICK, DONE], takeover=watch, before_reply=person)
+    async with h.app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, lambda: (h.controls.state() or "").startswith("you have control"))
+        assert h.device.calls == []
+        await pilot.press("space")
+        await until(pilot, ended(h))
+    first = h.app.steps[0]
+    assert first.outcome is Outcome.TAKEN_OVER and h.device.calls == []
+    assert "click(left, 10, 20)" in (first.error or "")
+    assert "was not carried out" in h.runtime.requests[1].prompt
+    assert h.app.result is not None and h.app.result.status is Status.DONE
+
+
+async def test_kill_switch_stops_mid_generation(tmp_path: Path) -> None:
+    long = Reply(answer=CLICK, reasoning=" ".join(["thinking"] * 50))
+    h = Harness(tmp_path, [long, DONE])
+    h.app.controls.on_text = lambda text: h.controls.stop("stopped by the kill switch")
+    async with h.app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, ended(h))
+    assert h.app.result is not None and h.app.result.status is Status.INTERRUPTED
+    assert h.app.result.message == "stopped by the kill switch"
+    assert h.device.calls == []
+
+
+CLICK_2 = '{"action": "click", "target": "Cancel", "box": [0.55, 0.60, 0.65, 0.70]}'
+
+
+@pytest.mark.parametrize("approve_each", [False, True])
+def test_snapshots(snap_compare, tmp_path: Path, approve_each: bool) -> None:  # type: ignore[no-untyped-def]
+    """The main screen in step-once mode (step 1 done, step 2's click marked and waiting for
+    n), and the approval modal over it."""
+    controls = Controls()
+    controls.set_step_once(True)
+    h = Harness(tmp_path, [Reply(answer=CLICK, reasoning="The green button says OK."),
+                           Reply(answer=CLICK_2, reasoning="Now the other one.")],
+                controls=controls)
+
+    async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
+        waiting = lambda: (controls.state() or "").startswith("step once")  # noqa: E731
+        await until(pilot, waiting)
+        await pilot.press("n")
+        await until(pilot, lambda: len(h.app.steps) == 1)
+        await until(pilot, waiting)
+        if approve_each:
+            controls.set_approve_each(True)
+            await pilot.press("n")
+            await until(pilot, asking(h))
+        await pilot.pause(0.3)
+
+    assert snap_compare(h.app, terminal_size=(120, 36), run_before=settle)

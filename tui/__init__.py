@@ -1,0 +1,1 @@
+"""The terminal interface that supervises a run: live view, step log, controls."""
