@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
 
-from actions.executor import InputDevice, execute
+from actions.executor import InputDevice, Interrupted, execute
 from actions.parse import ActionError, parse_action
 from actions.schema import action_grammar, describe_actions, max_answer_chars
 from actions.types import TERMINAL_ACTIONS, AnyAction, Done, Fail, Wait, summarize
@@ -20,6 +21,7 @@ from agent.gate import ActionDenied, Gate, describe
 from agent.loopguard import LoopGuard, action_key
 from agent.records import Outcome, RunResult, Status, StepRecord, Timings
 from agent.rundir import RunDir, RunDirError
+from agent.supervise import Points, Supervisor, Verdict
 from agent.takeover import TakeoverWatch
 from agent.zoomstep import Zoomed, zoom_in
 from grounding.capture import CaptureError, Frame, Screen
@@ -84,16 +86,20 @@ def run_agent(task: str, *, runtime: Runtime, screen: Screen, device: InputDevic
               record: RunDir, clock: Clock | None = None, budget: Budget = Budget(),
               settings: ModelSettings = ModelSettings(), gate: Gate | None = None,
               takeover: TakeoverWatch | None = None,
-              on_step: Callable[[StepRecord], None] | None = None) -> RunResult:
+              on_step: Callable[[StepRecord], object] | None = None,
+              supervisor: Supervisor | None = None) -> RunResult:
     """Run one task to its end. ``device=None`` validates actions without sending them.
 
     ``gate`` (the safety policy and the person's approval) sees every action before the
     device does; what it stops is recorded as denied and explained to the model. With
-    ``takeover``, the person's own mouse or keyboard input ends the run before the next action.
+    ``takeover``, the person's own mouse or keyboard input ends the run before the next action,
+    unless a ``supervisor`` (the TUI) is watching: then the agent waits until the person hands
+    control back, and looks again. The supervisor can also pause, hold each action for a key or
+    an approval, add a hint to the next prompt, and stop the run mid-generation or mid-action.
     """
     run = _Run(task, runtime=runtime, screen=screen, device=device, record=record,
                clock=clock or SystemClock(), budget=budget, settings=settings, gate=gate,
-               takeover=takeover, on_step=on_step)
+               takeover=takeover, on_step=on_step, supervisor=supervisor)
     try:
         for index in range(1, budget.max_steps + 1):
             if run.clock.now() - run.started > budget.max_seconds:
@@ -113,10 +119,11 @@ class _Run:
     def __init__(self, task: str, *, runtime: Runtime, screen: Screen,
                  device: InputDevice | None, record: RunDir, clock: Clock, budget: Budget,
                  settings: ModelSettings, gate: Gate | None, takeover: TakeoverWatch | None,
-                 on_step: Callable[[StepRecord], None] | None) -> None:
+                 on_step: Callable[[StepRecord], object] | None,
+                 supervisor: Supervisor | None) -> None:
         self.runtime, self.screen, self.device, self.record = runtime, screen, device, record
         self.clock, self.budget, self.settings, self.gate = clock, budget, settings, gate
-        self.on_step, self.takeover = on_step, takeover
+        self.on_step, self.takeover, self.supervisor = on_step, takeover, supervisor
         self.asking = _Asking.of(task, settings)
         self.loops = LoopGuard(repeats=budget.max_repeats)
         self.steps: list[StepRecord] = []
@@ -136,16 +143,25 @@ class _Run:
 
     def step(self, index: int) -> RunResult | None:
         """Observe, think, check, act and record once; a result when the run is over."""
+        sup = self.supervisor
+        if sup is not None and not sup.before_think(index):
+            return self.finish(Status.INTERRUPTED, self._stop_message())
         lap = _Laps(self.clock)
         try:
             frame = self.screen.grab()
             lap("capture")
+            if sup is not None:
+                sup.observed(index, frame.rgb)
             image = prepare(frame, max_patches=self.settings.max_patches)
             lap("preprocess")
-            reply = self.runtime.complete(self.asking.request(image, self.steps, self.feedback))
+            reply = self.runtime.complete(self.asking.request(
+                image, self.steps, self.feedback, sup.take_hint() if sup else None,
+                sup.streamed if sup else None))
             lap("model")
             zoom = _decide(reply, frame, image.view, runtime=self.runtime,
-                           settings=self.settings, clock=self.clock, gate=self.gate)
+                           settings=self.settings, clock=self.clock, gate=self.gate,
+                           shown=partial(sup.decided, index) if sup else None,
+                           asking=self._asking_person)
             lap("model")
         except ActionError as exc:  # unusable or not allowed: the model is told, and may retry
             lap("model")  # deciding includes validation and any wait for the person's answer
@@ -154,7 +170,7 @@ class _Run:
         except RuntimeFailure as exc:
             return self.finish(Status.RUNTIME_ERROR, f"model runtime failed: {exc}")
         except KeyboardInterrupt:
-            return self.finish(Status.INTERRUPTED, "stopped by the person")
+            return self.finish(Status.INTERRUPTED, self._stop_message())
         except (CaptureError, OSError) as exc:
             return self.finish(Status.INPUT_ERROR, f"screen capture failed: {exc}")
         self.errors, self.feedback = 0, None
@@ -176,14 +192,24 @@ class _Run:
         terminal = action.action in TERMINAL_ACTIONS
         person = self.takeover.taken() if self.takeover is not None else None
         if person is not None:  # the screen the decision saw may be gone: do nothing
-            return self.finish(Status.TAKEN_OVER, f"you have control ({person}); "
-                                                  f"{action.action} not carried out")
+            return self._taken_over(seen, person, action)
+        if terminal or self.supervisor is None:
+            verdict = Verdict.GO
+        else:
+            with self._asking_person():
+                verdict = self.supervisor.before_act(seen.index, summarize(action))
+        if verdict is Verdict.STOP or self._stopping():
+            return self.finish(Status.INTERRUPTED, self._stop_message())
+        if verdict is Verdict.DENY:
+            return self._unusable(seen, "not approved by the person", action)
         try:
             if self.device is not None and not terminal:
                 with self.takeover.acting() if self.takeover is not None else nullcontext():
-                    execute(resolved, self.device, sleep=self.clock.sleep)
-        except KeyboardInterrupt:
-            return self.finish(Status.INTERRUPTED, "stopped by the person during an action")
+                    execute(resolved, self.device, sleep=self.clock.sleep,
+                            should_stop=self._stopping)
+        except (KeyboardInterrupt, Interrupted) as exc:  # everything pressed is released
+            return self.finish(Status.INTERRUPTED, f"{self._stop_message()} during "
+                                                   f"{action.action}: {exc or 'interrupted'}")
         except Exception as exc:  # the executor has released every key and button already
             log.exception("input device failed")
             return self.finish(Status.INPUT_ERROR, f"input failed during {action.action}: {exc}")
@@ -199,6 +225,33 @@ class _Run:
         if stuck is not None:
             return self.finish(Status.LOOP_DETECTED, stuck)
         return None
+
+    def _taken_over(self, seen: _Seen, person: str, action: AnyAction) -> RunResult | None:
+        """Without a supervisor the run ends; with one, wait for the person, then look again."""
+        if self.supervisor is None or self.takeover is None:
+            return self.finish(Status.TAKEN_OVER, f"you have control ({person}); "
+                                                  f"{action.action} not carried out")
+        handed_back = self.supervisor.taken_over(person)
+        did = self.takeover.reset()
+        self._save(seen, outcome=Outcome.TAKEN_OVER, action=action,
+                   error="the person took control" + (f" and did: {'; '.join(did)}" if did
+                                                      else ""))
+        return None if handed_back else self.finish(Status.INTERRUPTED, self._stop_message())
+
+    def _stopping(self) -> bool:
+        """The person asked to stop, in the interface or with the kill switch."""
+        return ((self.supervisor is not None and self.supervisor.stopping())
+                or (self.takeover is not None and self.takeover.killed()))
+
+    def _stop_message(self) -> str:
+        if self.takeover is not None and self.takeover.killed():
+            return "stopped by the kill switch"
+        reason = self.supervisor.stop_reason if self.supervisor is not None else None
+        return reason or "stopped by the person"
+
+    def _asking_person(self) -> AbstractContextManager[None]:
+        """While the person answers a question, their own mouse and keys are not a takeover."""
+        return self.takeover.acting() if self.takeover is not None else nullcontext()
 
     def _save(self, seen: _Seen, **fields: Any) -> None:
         self.steps.append(_save(self.record, seen, self.on_step, **fields))
@@ -221,20 +274,24 @@ class _Asking:
         return cls(task, settings, action_grammar(allowed), describe_actions(allowed),
                    max_answer_chars(allowed) + 8)
 
-    def request(self, image: ModelImage, steps: list[StepRecord], feedback: str | None
+    def request(self, image: ModelImage, steps: list[StepRecord], feedback: str | None,
+                hint: str | None = None, on_text: Callable[[str], None] | None = None
                 ) -> Request:
         """This step's request: the static prompt first, history, then the screenshot."""
         s = self.settings
         prompt = agent_prompt(self.task, actions_reference=self.reference, feedback=feedback,
-                              history=[r.to_prompt_line() for r in steps[-HISTORY_STEPS:]])
+                              history=[r.to_prompt_line() for r in steps[-HISTORY_STEPS:]],
+                              hint=hint)
         return Request(prompt=prompt, image=image, mode=s.mode, grammar=self.grammar,
                        max_answer_tokens=self.answer_limit, temperature=s.temperature,
-                       max_reasoning_tokens=s.max_reasoning_tokens)
+                       max_reasoning_tokens=s.max_reasoning_tokens, on_text=on_text)
 
 
 def _decide(reply: Reply, frame: Frame, view: View, *, runtime: Runtime,
-            settings: ModelSettings, clock: Clock, gate: Gate | None) -> Zoomed:
-    """Validate the answer, refine a small target (zoom on), and pass the gate.
+            settings: ModelSettings, clock: Clock, gate: Gate | None,
+            shown: Callable[[dict[str, Any], Points], None] | None = None,
+            asking: Callable[[], AbstractContextManager[None]] = nullcontext) -> Zoomed:
+    """Validate the answer, refine a small target (zoom on), show it, and pass the gate.
 
     Raises :class:`ActionError` for an unusable answer (zooming never rejects one) and
     :class:`ActionDenied` for an action the gate stopped; nothing reaches the device here.
@@ -244,8 +301,11 @@ def _decide(reply: Reply, frame: Frame, view: View, *, runtime: Runtime,
         first, frame, view, runtime, now=clock.now, zoom_patches=settings.zoom_patches,
         temperature=settings.temperature)
     action = zoomed.resolved.action
+    if shown is not None:  # the person sees where it would land before anyone is asked
+        shown(action.model_dump(), tuple((p.x, p.y) for p in zoomed.resolved.points))
     if gate is not None and action.action not in TERMINAL_ACTIONS:
-        blocked = gate.check(zoomed.resolved, frame)
+        with asking():  # the gate may put a question to the person
+            blocked = gate.check(zoomed.resolved, frame)
         if blocked is not None:
             raise ActionDenied(describe(blocked), action)
     return zoomed
@@ -285,7 +345,7 @@ class _Seen:
     zoom: Zoomed | None = None
 
 
-def _save(record: RunDir, seen: _Seen, on_step: Callable[[StepRecord], None] | None, *,
+def _save(record: RunDir, seen: _Seen, on_step: Callable[[StepRecord], object] | None, *,
           outcome: Outcome, action: AnyAction | None = None, points: tuple[Point, ...] = (),
           error: str | None = None) -> StepRecord:
     """Write the screenshot and the step line; the record phase is timed up to the line."""
