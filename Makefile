@@ -12,8 +12,9 @@ DEB_PACKAGES := xvfb xfonts-base x11-apps xdotool x11-utils
 # scrot: what pyautogui.screenshot() runs on X11, for the naive loop in `deskpilot bench overhead`.
 DEB_PACKAGES += scrot
 # chromium: only the tests need it, to render the HTML report to a PNG; xterm: a real terminal
-# for the prompt-injection test (xmessage comes with x11-utils).
-DEB_TEST_PACKAGES := chromium xterm
+# for the prompt-injection test (xmessage comes with x11-utils); tmux: a real terminal for the
+# supervision interface's end-to-end test, read back with capture-pane.
+DEB_TEST_PACKAGES := chromium xterm tmux
 DEMO_OUT := demo-out
 
 .PHONY: all deps test-deps apt-install venv test lint demo clean

@@ -1,0 +1,87 @@
+"""The interface for real: `deskpilot run` in a tmux terminal, the tiny model through llama.cpp,
+acting on xcalc on a private Xvfb display. The pane is read back as a person would see it."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from grounding.xvfb import launched
+
+pytestmark = [pytest.mark.display, pytest.mark.llama,
+              pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
+
+WIDTH, HEIGHT = 140, 42
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", "-L", "deskpilot-test", *args], check=True, text=True,
+                          capture_output=True, timeout=20).stdout
+
+
+@pytest.fixture
+def session(display: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A tmux session running the interface; it is killed at the end, whatever happened."""
+    exit_file = tmp_path / "exit"
+    command = " ".join([
+        # COLUMNS/LINES from the test's own environment would override the pane's real size.
+        "env", "-u", "COLUMNS", "-u", "LINES", f"DISPLAY={display}", shlex.quote(sys.executable), "-m", "agent", "run",
+        shlex.quote("press 7 on the calculator"), "--model", "tiny", "--max-steps", "3",
+        "--runs-dir", shlex.quote(str(tmp_path / "runs")),
+        ";", "echo", "$?", ">", shlex.quote(str(exit_file)), ";", "sleep", "60"])
+    with launched(["xcalc", "-geometry", "+10+10"], display, window="Calculator"):
+        tmux("new-session", "-d", "-s", "dp", "-x", str(WIDTH), "-y", str(HEIGHT),
+             "-c", str(Path(__file__).parent.parent), command)
+        try:
+            yield "dp", exit_file
+        finally:
+            subprocess.run(["tmux", "-L", "deskpilot-test", "kill-server"], check=False,
+                           capture_output=True)
+
+
+def pane() -> str:
+    return tmux("capture-pane", "-p", "-t", "dp")
+
+
+def wait_for(text: str, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shown = pane()
+        if text in shown:
+            return shown
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} never appeared; the pane shows:\n{shown}")
+        time.sleep(0.5)
+
+
+def test_a_person_watches_a_run_to_its_end_and_quits(session: tuple[str, Path]) -> None:
+    _, exit_file = session
+    shown = wait_for(" ended · ", timeout_s=180)  # the run ended; the interface stays
+    lines = shown.splitlines()
+    assert "press 7 on the calculator" in lines[0]
+    assert "model deskpilot-tiny-phi4rv.gguf · mode direct · step" in lines[1]
+    assert "kill switch Ctrl+Alt+K (works anywhere)" in shown
+    assert "space Pause/resume" in lines[-1] and "q Quit" in lines[-1]
+    assert "#    action" in shown  # the step table's header, with at least one step below
+    assert "(q quits)" in shown and len(lines) == HEIGHT  # nothing scrolled the screen
+    for noise in ("llama_", "ggml_", "clip_", "mtmd", "Traceback"):
+        assert noise not in shown, f"{noise} leaked onto the interface:\n{shown}"
+    tmux("send-keys", "-t", "dp", "q")
+    deadline = time.monotonic() + 20
+    while not exit_file.exists() or not exit_file.read_text().strip():
+        assert time.monotonic() < deadline, pane()
+        time.sleep(0.2)
+    assert exit_file.read_text().strip() in {"0", "1"}  # done, or any other honest ending
+    after = pane()
+    assert "trajectory: " in after  # the outcome is printed on the plain terminal after
+    runs = list((exit_file.parent / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "trajectory.jsonl").stat().st_size > 0
+    assert os.stat(runs[0] / "native.log").st_mode & 0o777 == 0o600
