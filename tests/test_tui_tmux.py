@@ -3,7 +3,6 @@ acting on xcalc on a private Xvfb display. The pane is read back as a person wou
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
@@ -33,7 +32,8 @@ def session(display: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     exit_file = tmp_path / "exit"
     command = " ".join([
         # COLUMNS/LINES from the test's own environment would override the pane's real size.
-        "env", "-u", "COLUMNS", "-u", "LINES", f"DISPLAY={display}", shlex.quote(sys.executable), "-m", "agent", "run",
+        "env", "-u", "COLUMNS", "-u", "LINES", f"DISPLAY={display}",
+        shlex.quote(sys.executable), "-m", "agent", "run",
         shlex.quote("press 7 on the calculator"), "--model", "tiny", "--max-steps", "3",
         "--runs-dir", shlex.quote(str(tmp_path / "runs")),
         ";", "echo", "$?", ">", shlex.quote(str(exit_file)), ";", "sleep", "60"])
@@ -84,4 +84,4 @@ def test_a_person_watches_a_run_to_its_end_and_quits(session: tuple[str, Path]) 
     assert "trajectory: " in after  # the outcome is printed on the plain terminal after
     runs = list((exit_file.parent / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "trajectory.jsonl").stat().st_size > 0
-    assert os.stat(runs[0] / "native.log").st_mode & 0o777 == 0o600
+    assert (runs[0] / "native.log").stat().st_mode & 0o777 == 0o600
