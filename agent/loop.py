@@ -205,8 +205,9 @@ class _Run:
         try:
             if self.device is not None and not terminal:
                 with self.takeover.acting() if self.takeover is not None else nullcontext():
+                    watched = self.supervisor is not None or self.takeover is not None
                     execute(resolved, self.device, sleep=self.clock.sleep,
-                            should_stop=self._stopping)
+                            should_stop=self._stopping if watched else None)
         except (KeyboardInterrupt, Interrupted) as exc:  # everything pressed is released
             return self.finish(Status.INTERRUPTED, f"{self._stop_message()} during "
                                                    f"{action.action}: {exc or 'interrupted'}")

@@ -71,7 +71,7 @@ def test_a_person_watches_a_run_to_its_end_and_quits(session: tuple[str, Path]) 
     assert "kill switch Ctrl+Alt+K (works anywhere)" in shown
     assert "space Pause/resume" in lines[-1] and "q Quit" in lines[-1]
     assert "#    action" in shown  # the step table's header, with at least one step below
-    assert "(q quits)" in shown and len(lines) == HEIGHT  # nothing scrolled the screen
+    assert len(lines) == HEIGHT  # nothing printed past the interface scrolled the screen
     for noise in ("llama_", "ggml_", "clip_", "mtmd", "Traceback"):
         assert noise not in shown, f"{noise} leaked onto the interface:\n{shown}"
     tmux("send-keys", "-t", "dp", "q")

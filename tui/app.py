@@ -222,6 +222,7 @@ class SupervisorApp(App[RunResult | None]):
             colour = "green" if r.status.ok else "yellow"
             text = (f"[b {colour}]{r.status.value}[/]: {escape(printable(r.message))}")
         self._live.update(Text.from_markup(text + "  (q quits)"))
+        self._pane.scroll_end(animate=False)
         self._show_status("ended")
         self._show_header()
         if self._quit_when_done:
