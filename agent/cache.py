@@ -110,6 +110,7 @@ class GroundingCache:
             "box": list(snippet.box),
             "origin": list(snippet.origin),
             "crop": [width, height],
+            "pixels": _digest(snippet.rgb),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         try:
@@ -176,9 +177,18 @@ def _read_entry(png: Path, meta: Path) -> Snippet:
     if rgb.shape[:2] != (height, width):
         raise ValueError(f"the crop is {rgb.shape[1]}x{rgb.shape[0]}, the metadata says "
                          f"{width}x{height}")
+    # Two runs storing the same key at once (deskpilot run --concurrency) each replace both
+    # files atomically, but the pair can end up mixed: the JSON names its own crop.
+    if "pixels" in record and record["pixels"] != _digest(rgb):
+        raise ValueError("the crop is not the one the metadata was written with")
     rgb.flags.writeable = False
     box: PixelBox = (x1, y1, x2, y2)
     return Snippet(rgb, box, (ox, oy))  # checks the box is in the crop and the crop textured
+
+
+def _digest(rgb: np.ndarray) -> str:
+    """A short hash of a crop's pixels (PNG is lossless: the same after a round trip)."""
+    return hashlib.sha256(np.ascontiguousarray(rgb).tobytes()).hexdigest()[:16]
 
 
 def _ints(record: dict[str, Any], name: str, count: int) -> list[int]:

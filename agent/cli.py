@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,9 +15,14 @@ from agent.headless import parse_size
 from agent.records import RunResult, Status, StepRecord
 
 if TYPE_CHECKING:
+    from actions.approval import Approver
+    from actions.executor import InputDevice
     from agent.gate import Gate
     from agent.rundir import RunDir
+    from agent.supervise import Supervisor
     from agent.takeover import TakeoverWatch
+    from grounding.capture import Screen
+    from models.runtime import Runtime
 from grounding.preprocess import DEFAULT_MAX_PATCHES, DEFAULT_MIN_PATCHES
 from models.runtime import Mode
 
@@ -40,8 +46,24 @@ examples:
 
 Every run writes a private directory with trajectory.jsonl and the screenshots
 (default ~/.local/state/deskpilot/runs; --runs-dir or $DESKPILOT_RUNS to change).
-Hands off: touch the mouse or keyboard and the agent stops before its next action.
-Emergency stop: Ctrl+C in this terminal, or move the mouse into a screen corner.
+On an interactive terminal a task in words opens the supervision interface: the live
+screen with the next click marked, the steps, the model's text as it comes. Keys: space
+pause/resume, s step-once (n runs the next action), a approve each action, h hint for the
+next step, x stop, q quit (--no-tui prints plain lines instead).
+Hands off: touch the mouse or keyboard and the agent stops before its next action (in the
+interface it waits until you press space).
+Kill switch: Ctrl+Alt+K from anywhere (--kill-key), Ctrl+C in this terminal, or move the
+mouse into a screen corner.
+"""
+
+_RUN_EPILOG = """\
+with a model server (one model shared by many sessions; docs/scaling.md):
+  llama-server -m MODEL.gguf --mmproj MMPROJ.gguf --parallel 4 -c 32768 --port 8080
+  deskpilot run tasks/*.yaml --headless --backend openai \\
+      --base-url http://127.0.0.1:8080/v1 --model phi4rv
+--model names the served model; --base-url defaults to $DESKPILOT_BASE_URL; an API key
+comes from $DESKPILOT_API_KEY or $OPENAI_API_KEY and is never logged. For vLLM (no GBNF)
+add --constraint json_schema.
 """
 
 
@@ -101,16 +123,33 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="carry out a task on this display",
                          formatter_class=argparse.RawDescriptionHelpFormatter,
                          description="Carry out TASK on the current display ($DISPLAY), one "
-                                     "observe-think-act step at a time, printing a line per "
-                                     "step; or run YAML task files (docs/tasks.md) as scripted "
-                                     "jobs or UI tests, e.g. `deskpilot run examples/*.yaml "
-                                     "--headless --junit junit.xml --report report/`.")
+                                     "observe-think-act step at a time, under the supervision "
+                                     "interface on a terminal (docs/supervision.md) or with a "
+                                     "line per step; or run YAML task files (docs/tasks.md) "
+                                     "as scripted jobs or UI tests, e.g. `deskpilot run "
+                                     "examples/*.yaml --headless --junit junit.xml --report "
+                                     "report/`.",
+                         epilog=_RUN_EPILOG)
     run.add_argument("task", nargs="+", metavar="TASK|FILE",
                      help='what to do, in words ("open the calculator menu"), or one or more '
                           "YAML task files (docs/tasks.md)")
     run.add_argument("--model", default=None, metavar="NAME|PATH",
                      help="catalog name, path to a text GGUF, or 'tiny' for a random-weight "
-                          "model made on the fly (default: the catalog's default model)")
+                          "model made on the fly (default: the catalog's default model); with "
+                          "--backend openai, the name the server serves the model under")
+    run.add_argument("--backend", choices=["llamacpp", "openai"], default="llamacpp",
+                     help="llamacpp: run the model in this process (default); openai: send "
+                          "each model call to an OpenAI-compatible server (llama-server, vLLM) "
+                          "that many sessions share (docs/scaling.md)")
+    run.add_argument("--base-url", default=None, metavar="URL",
+                     help="with --backend openai, the server's API root, e.g. "
+                          "http://127.0.0.1:8080/v1 (default $DESKPILOT_BASE_URL); an API key "
+                          "is read from $DESKPILOT_API_KEY or $OPENAI_API_KEY")
+    run.add_argument("--constraint", choices=["grammar", "json_schema", "none"], default=None,
+                     help="with --backend openai, how the server is made to answer in the "
+                          "action format: grammar (llama.cpp's GBNF; llama-server and "
+                          "llama_cpp.server; default), json_schema (response_format; vLLM and "
+                          "others), or none (the answer is still validated)")
     run.add_argument("--mmproj", type=Path, metavar="PATH",
                      help="vision projector GGUF (default: found next to --model PATH)")
     run.add_argument("--replay", type=Path, metavar="JSONL",
@@ -146,6 +185,13 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--zoom", action="store_true",
                      help="when a target is small on a downscaled view, ask again on a "
                           "native-resolution crop around it (a second, smaller model call)")
+    run.add_argument("--no-tui", action="store_true",
+                     help="print one line per step instead of opening the interface (the "
+                          "interface opens for a task in words on an interactive terminal)")
+    run.add_argument("--kill-key", default="<ctrl>+<alt>+k", metavar="KEYS",
+                     help="global hotkey that stops the agent from anywhere, releasing every "
+                          "key and button, in pynput syntax (default <ctrl>+<alt>+k; 'off' "
+                          "turns it off)")
     run.add_argument("--dry-run", action="store_true",
                      help="decide and validate actions, but never move the mouse or type")
     run.add_argument("--runs-dir", type=Path, metavar="DIR", help="where run directories go")
@@ -181,6 +227,15 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                             "each task file)")
     files.add_argument("--update-baselines", action="store_true",
                        help="store this run's screenshots as the new visual baselines")
+    files.add_argument("--concurrency", type=_positive_int, default=1, metavar="N",
+                       help="run up to N task files at once, each in its own process on its "
+                            "own private Xvfb display (implies --headless --xvfb), with one "
+                            "JUnit/summary/report for all; each task's output goes to a log "
+                            "file. Model steps need a shared server (--backend openai "
+                            "--base-url URL, docs/scaling.md), or --replay. Default 1")
+    # Internal: how a --concurrency run starts each of its tasks in a child process.
+    files.add_argument("--lane", type=int, default=None, help=argparse.SUPPRESS)
+    files.add_argument("--result-json", type=Path, default=None, help=argparse.SUPPRESS)
     run.add_argument("--temperature", type=float, default=None, metavar="T",
                      help="sampling temperature (default 0, greedy; 0.8 with --model tiny, "
                           "whose greedy answer would be the same every step)")
@@ -194,6 +249,8 @@ _BENCHES = {
              "shape, direct vs reasoning steps, and the decode ceiling",
     "settle": "waiting for a stable screen after actions on xcalc/xedit, against fixed sleeps",
     "ocr": "OCR grounding time per step at 1080p with real xcalc and xedit",
+    "serve": "model-driven task files at --concurrency 1, 2, 4 against one shared model "
+             "server: wall time, model steps per second, speed-up",
 }
 
 
@@ -235,6 +292,8 @@ def _positive_float(text: str) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deskpilot`` console script."""
     args = build_parser().parse_args(argv)
+    # --concurrency starts each task with these same arguments (agent/lanes.py).
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     # huggingface_hub prints its own warnings (download retries); do not print them twice.
@@ -296,21 +355,29 @@ def _temperature(args: argparse.Namespace) -> float:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent.cli_tasks import is_task_file, run_task_files
+    from agent.runtimes import check_backend
 
+    try:
+        args.base_url = check_backend(args.backend, args.base_url, model=args.model,
+                                      mmproj=args.mmproj, replay=args.replay,
+                                      constraint=args.constraint)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     if any(is_task_file(a) for a in args.task):
         return run_task_files(args)
     if len(args.task) > 1:
         raise UserError(f"got {len(args.task)} arguments; put a task in words in quotes: "
                         f'deskpilot run "{" ".join(args.task)}"')
-    if args.headless or args.xvfb:
-        raise UserError("--headless and --xvfb run task files (FILE.yaml); a task in words "
-                        "runs on the current display")
+    if args.headless or args.xvfb or args.concurrency > 1:
+        raise UserError("--headless, --xvfb and --concurrency run task files (FILE.yaml); a "
+                        "task in words runs on the current display")
     args.task = args.task[0]
     return _cmd_run_words(args)
 
 
-def _gate(args: argparse.Namespace, record: RunDir) -> Gate:
-    """The safety gate for a task in words: the person at this terminal approves."""
+def gate_for_words(args: argparse.Namespace, record: RunDir, approver: Approver | None = None
+                   ) -> Gate:
+    """The safety gate for a task in words: the person approves, at this terminal by default."""
     from actions.policy import Policy, Scope
     from agent.cli_tasks import approver_for, window_probe
     from agent.gate import Gate
@@ -323,58 +390,47 @@ def _gate(args: argparse.Namespace, record: RunDir) -> Gate:
                         task_text=[args.task])
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    return Gate(policy, approver_for(headless=False), record)
+    return Gate(policy, approver or approver_for(headless=False), record)
 
 
 def _cmd_run_words(args: argparse.Namespace) -> int:
     from actions.executor import PyAutoGuiDevice
-    from agent.loop import Budget, ModelSettings, run_agent
     from agent.rundir import RunDir, RunDirError, default_runs_root
-    from agent.runtimes import open_runtime
     from grounding.capture import CaptureError, MssScreen
     from grounding.checked import CheckedScreen
-    from models.catalog import ModelError
-    from models.runtime import RuntimeFailure
-    from models.timeout import TimeoutRuntime
 
     if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
         raise UserError("no display: DISPLAY is not set (run inside an X session, or start "
                         "Xvfb and set DISPLAY; `deskpilot doctor` checks this)")
+    kill_key = _kill_key(args)
     try:
         # A black or blank screenshot (a locked or sleeping screen) is retried, then ends the run.
         screen = CheckedScreen(MssScreen(monitor=args.monitor))
-        geometry = screen.geometry()
+        screen.geometry()
     except (CaptureError, ValueError) as exc:
         raise UserError(str(exc)) from None
     try:
         record = RunDir(args.runs_dir or default_runs_root())
     except RunDirError as exc:
-        raise UserError(f"{exc} (nothing was done)") from None
-    try:
-        runtime = TimeoutRuntime(open_runtime(
-            model=args.model, mmproj=args.mmproj, replay=args.replay, n_ctx=args.n_ctx,
-            gpu_layers=args.gpu_layers), args.model_timeout)
-    except (ModelError, RuntimeFailure, ValueError) as exc:
         screen.close()
         raise UserError(f"{exc} (nothing was done)") from None
     device = None if args.dry_run else PyAutoGuiDevice()
-    gate = None if device is None else _gate(args, record)
-    print(f"task: {args.task}\nmodel: {runtime.name}   mode: {args.mode}   screen: "
-          f"{geometry.width}x{geometry.height}+{geometry.left}+{geometry.top} "
-          f"(scale {geometry.scale:g})   {'DRY RUN' if device is None else 'live input'}\n"
-          f"run: {record.path}\n", flush=True)
-    record.write_header({"task": args.task, "model": runtime.name, "mode": args.mode,
-                         "screen": [geometry.left, geometry.top, geometry.width,
-                                    geometry.height, geometry.scale],
-                         "dry_run": device is None, "max_patches": args.max_patches})
-    takeover = None if device is None else _takeover_watch()
+    if wants_tui(args):
+        from agent.cli_tui import run_in_tui
+
+        return run_in_tui(args, screen=screen, record=record, device=device, kill_key=kill_key)
     try:
-        result = run_agent(
-            args.task, runtime=runtime, screen=screen, device=device, record=record,
-            budget=Budget(max_steps=args.max_steps, max_seconds=args.max_seconds),
-            settings=ModelSettings(mode=Mode(args.mode), max_patches=args.max_patches,
-                                   temperature=_temperature(args), zoom=args.zoom),
-            gate=gate, takeover=takeover, on_step=print_step)
+        runtime = open_words_runtime(args)
+    except UserError:
+        screen.close()
+        raise
+    gate = None if device is None else gate_for_words(args, record)
+    header = write_run_header(args, record, runtime.name, screen, dry_run=device is None)
+    print(f"{header}\nrun: {record.path}\n", flush=True)
+    takeover = None if device is None else _takeover_watch(kill_key, on_kill=_interrupt_main)
+    try:
+        result = run_words(args, runtime=runtime, screen=screen, device=device, record=record,
+                           gate=gate, takeover=takeover, on_step=print_step)
     finally:
         if takeover is not None:
             takeover.stop()
@@ -383,12 +439,80 @@ def _cmd_run_words(args: argparse.Namespace) -> int:
     return print_result(result)
 
 
-def _takeover_watch() -> TakeoverWatch | None:
-    """Listen for the person's own input; the run goes on without it only after a warning."""
+def wants_tui(args: argparse.Namespace) -> bool:
+    """The interface opens for a task in words on an interactive terminal, unless --no-tui."""
+    return not args.no_tui and sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def open_words_runtime(args: argparse.Namespace) -> Runtime:
+    """The model for a task in words, behind its deadline; UserError when it cannot be had."""
+    from agent.runtimes import open_runtime
+    from models.catalog import ModelError
+    from models.runtime import RuntimeFailure
+    from models.timeout import TimeoutRuntime
+
+    try:
+        runtime = TimeoutRuntime(open_runtime(
+            model=args.model, mmproj=args.mmproj, replay=args.replay, n_ctx=args.n_ctx,
+            gpu_layers=args.gpu_layers, backend=args.backend, base_url=args.base_url,
+            constraint=args.constraint), args.model_timeout)
+    except (ModelError, RuntimeFailure, ValueError) as exc:
+        raise UserError(f"{exc} (nothing was done)") from None
+    return runtime
+
+
+def write_run_header(args: argparse.Namespace, record: RunDir, model: str, screen: Screen, *,
+                     dry_run: bool) -> str:
+    """Write the run's header record; return the same facts as text for the person."""
+    g = screen.geometry()
+    record.write_header({"task": args.task, "model": model, "mode": args.mode,
+                         "screen": [g.left, g.top, g.width, g.height, g.scale],
+                         "dry_run": dry_run, "max_patches": args.max_patches})
+    return (f"task: {args.task}\nmodel: {model}   mode: {args.mode}   screen: "
+            f"{g.width}x{g.height}+{g.left}+{g.top} (scale {g.scale:g})   "
+            f"{'DRY RUN' if dry_run else 'live input'}")
+
+
+def run_words(args: argparse.Namespace, *, runtime: Runtime, screen: Screen,
+              device: InputDevice | None, record: RunDir, gate: Gate | None,
+              takeover: TakeoverWatch | None, on_step: Callable[[StepRecord], object],
+              supervisor: Supervisor | None = None) -> RunResult:
+    """The agent loop with the budgets and model settings the command line asked for."""
+    from agent.loop import Budget, ModelSettings, run_agent
+
+    return run_agent(
+        args.task, runtime=runtime, screen=screen, device=device, record=record,
+        budget=Budget(max_steps=args.max_steps, max_seconds=args.max_seconds),
+        settings=ModelSettings(mode=Mode(args.mode), max_patches=args.max_patches,
+                               temperature=_temperature(args), zoom=args.zoom),
+        gate=gate, takeover=takeover, on_step=on_step, supervisor=supervisor)
+
+
+def _kill_key(args: argparse.Namespace) -> str | None:
+    """The kill-switch hotkey in pynput's syntax, or None for --kill-key off."""
+    if args.kill_key.lower() in ("off", "none", ""):
+        return None
+    from agent.takeover import parse_hotkey
+
+    try:
+        return parse_hotkey(args.kill_key)
+    except ValueError as exc:
+        raise UserError(f"--kill-key: {exc}") from None
+
+
+def _interrupt_main() -> None:
+    """The kill switch without the interface: unwind the main thread as Ctrl+C does."""
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def _takeover_watch(kill_key: str | None, *, on_kill: Callable[[], None], keys: bool = True
+                    ) -> TakeoverWatch | None:
+    """Listen for the person's own input and the kill switch; without them only after a warning.
+    """
     from agent.takeover import TakeoverWatch
 
     try:
-        return TakeoverWatch().start()
+        return TakeoverWatch(kill_hotkey=kill_key, on_kill=on_kill, keys=keys).start()
     except (RuntimeError, OSError) as exc:
         print(f"warning: {exc}; moving the mouse will not stop the agent (Ctrl+C will)",
               file=sys.stderr)

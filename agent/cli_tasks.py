@@ -37,6 +37,10 @@ def run_task_files(args: argparse.Namespace) -> int:
     if bad:
         raise UserError(f"{bad[0]!r} is not a task file (.yaml/.yml); a task in words is one "
                         "quoted argument")
+    if args.lane is not None:  # one task of a --concurrency run, in a child process
+        from agent.lanes import as_lane
+
+        as_lane(args)
     try:
         tasks = load_tasks(Path(a) for a in args.task)
     except TaskFileError as exc:
@@ -48,6 +52,10 @@ def run_task_files(args: argparse.Namespace) -> int:
     for path in (args.junit, args.summary):
         if path is not None and path.is_dir():
             raise UserError(f"{path} is a directory; give a file name")
+    if args.concurrency > 1 and args.lane is None:
+        from agent.lanes import run_lanes
+
+        return run_lanes(tasks, args)
     new_display = args.xvfb or (args.headless and not os.environ.get("DISPLAY"))
     if not new_display and not os.environ.get("DISPLAY"):
         raise UserError("no display: DISPLAY is not set (add --headless to run on a private "
@@ -69,7 +77,7 @@ def _run(tasks: list[Task], args: argparse.Namespace, *, new_display: bool) -> i
     from grounding.xvfb import DisplayError
     from models.runtime import Mode
 
-    opener = _model_opener(args) if any(t.needs_model for t in tasks) else None
+    opener = model_opener(args) if any(t.needs_model for t in tasks) else None
     model = ModelAccess(opener, ModelSettings(mode=Mode(args.mode), max_patches=args.max_patches,
                                               temperature=_temperature(args), zoom=args.zoom))
     try:
@@ -101,7 +109,7 @@ def _run(tasks: list[Task], args: argparse.Namespace, *, new_display: bool) -> i
                     windows.close()
     except DisplayError as exc:
         raise UserError(str(exc)) from None
-    code = _write_outputs(suite, args)
+    code = write_outputs(suite, args)
     if suite.interrupted:
         print("interrupted: the remaining tasks were not run", file=sys.stderr)
         return 130
@@ -128,13 +136,13 @@ def window_probe(display: str) -> X11WindowProbe | None:
         return None
 
 
-def _model_opener(args: argparse.Namespace) -> Callable[[], Runtime]:
+def model_opener(args: argparse.Namespace) -> Callable[[], Runtime]:
     """Check now that a model can be had (exit 2 if not); open it on the first model step."""
     from agent.cli import UserError
     from agent.runtimes import open_runtime
     from models.catalog import DEFAULT_MODEL, ModelError, resolve_model
 
-    if args.replay is None and args.model != "tiny":
+    if args.replay is None and args.backend != "openai" and args.model != "tiny":
         try:
             resolve_model(args.model or DEFAULT_MODEL, mmproj=args.mmproj)
         except (ModelError, ValueError) as exc:
@@ -145,7 +153,9 @@ def _model_opener(args: argparse.Namespace) -> Callable[[], Runtime]:
 
         return TimeoutRuntime(open_runtime(model=args.model, mmproj=args.mmproj,
                                            replay=args.replay, n_ctx=args.n_ctx,
-                                           gpu_layers=args.gpu_layers), args.model_timeout)
+                                           gpu_layers=args.gpu_layers, backend=args.backend,
+                                           base_url=args.base_url, constraint=args.constraint),
+                               args.model_timeout)
     return opener
 
 
@@ -164,7 +174,8 @@ def _print_result(result: TaskResult) -> None:
           flush=True)
 
 
-def _write_outputs(suite: SuiteResult, args: argparse.Namespace) -> int:
+def write_outputs(suite: SuiteResult, args: argparse.Namespace) -> int:
+    """Print the totals, write the files asked for; return the exit code of the suite."""
     from agent.junit import write_junit
     from agent.report import write_report
     from agent.summary import write_summary
@@ -181,4 +192,8 @@ def _write_outputs(suite: SuiteResult, args: argparse.Namespace) -> int:
     if args.report is not None:
         index = write_report(args.report, suite)
         print(f"report:  {index}")
+    if args.result_json is not None:  # for the parent of a --concurrency run
+        from agent.lanes import write_lane_result
+
+        write_lane_result(args.result_json, suite)
     return EXIT_OK if suite.passed else EXIT_FAILED

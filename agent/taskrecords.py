@@ -61,6 +61,19 @@ class ScriptStep:
         data["agent_steps"] = [s.to_json() for s in self.agent_steps]
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ScriptStep:
+        """The step :meth:`to_json` wrote; a missing, unknown or malformed field raises
+        KeyError, TypeError or ValueError."""
+        fields = dict(data)
+        box, point = fields.pop("box"), fields.pop("point")
+        return cls(**{
+            **fields, "source": None if fields["source"] is None else Source(fields["source"]),
+            "box": None if box is None else _ints(box, 4),
+            "point": None if point is None else _ints(point, 2),
+            "candidates": tuple(str(c) for c in fields["candidates"]),
+            "agent_steps": tuple(StepRecord.from_json(s) for s in fields["agent_steps"])})
+
     def line(self) -> str:
         """One human-readable console line."""
         mark = "ok  " if self.passed else "FAIL"
@@ -95,6 +108,33 @@ class TaskResult:
                 "failed_step": None if failed is None else {
                     "index": failed.index, "label": failed.label, "line": failed.file_line,
                     "message": failed.message, "screenshot": failed.screenshot}}
+
+    def to_record(self) -> dict[str, Any]:
+        """Everything, every step in full: :meth:`from_record` rebuilds an equal result.
+
+        :meth:`to_json` is the summary's shorter form (a step count, the failed step).
+        """
+        return {"name": self.name, "file": str(self.file), "status": self.status.value,
+                "message": self.message, "seconds": self.seconds,
+                "run_dir": None if self.run_dir is None else str(self.run_dir),
+                "steps": [s.to_json() for s in self.steps]}
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> TaskResult:
+        """The result :meth:`to_record` wrote; a missing or malformed field raises KeyError,
+        TypeError or ValueError."""
+        return cls(name=str(data["name"]), file=Path(data["file"]),
+                   status=TaskStatus(data["status"]), message=str(data["message"]),
+                   steps=tuple(ScriptStep.from_json(s) for s in data["steps"]),
+                   seconds=float(data["seconds"]),
+                   run_dir=None if data["run_dir"] is None else Path(data["run_dir"]))
+
+
+def _ints(values: Any, count: int) -> Any:
+    """A JSON list of ``count`` numbers as a tuple of ints (boxes and points)."""
+    if not isinstance(values, list | tuple) or len(values) != count:
+        raise ValueError(f"expected {count} numbers, got {values!r}")
+    return tuple(int(v) for v in values)
 
 
 @dataclass(frozen=True, slots=True)

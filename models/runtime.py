@@ -53,6 +53,9 @@ class Reply:
     truncated: bool = False
     reused_tokens: int = 0  # prompt tokens kept from the previous call instead of evaluated
     timings: dict[str, float] = field(default_factory=dict)
+    # What the runtime could not do as asked (a mode it could not force, a constraint the
+    # server could not take), in words; empty when the request was carried out as given.
+    notes: tuple[str, ...] = ()
 
 
 class Runtime(Protocol):

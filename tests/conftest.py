@@ -1,4 +1,5 @@
-"""Shared fixtures: a private Xvfb display shared by the tests that need one."""
+"""Shared fixtures: a private Xvfb display, and a model server, each shared by the tests
+that need one."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from grounding.xvfb import xvfb
+from models.serve_local import LocalServer
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +28,22 @@ def display() -> Iterator[str]:
                 os.environ.pop("DISPLAY", None)
             else:
                 os.environ["DISPLAY"] = old
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """llama-cpp-python's OpenAI-compatible server on loopback, for the whole session.
+
+    Its ``mtmd`` handler cannot hand Phi-4-RV's own chat template an image (the template
+    joins content as a string), so it serves a copy of the tiny model with
+    :func:`models.serving.serving_template` stamped in, as docs/scaling.md tells users to.
+    The server logs each rendered prompt (``.log``), which the tests read back.
+    """
+    from models.serve_local import ServerError, local_server
+
+    try:
+        with local_server(tmp_path_factory.mktemp("llama-server"), timeout_s=60,
+                          verbose=True) as server:
+            yield server
+    except ServerError as exc:
+        pytest.fail(str(exc))
