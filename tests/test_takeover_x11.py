@@ -96,3 +96,38 @@ def test_the_agents_own_input_is_not_handed_back(display: str) -> None:
         while watch.taken() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         assert watch.reset() == ["move(33, 44)"]
+
+
+def test_under_supervision_the_persons_mouse_pauses_the_agent_until_handed_back(
+        display: str, tmp_path: Path) -> None:
+    """With the interface's Controls the run does not end: it waits, then looks again."""
+    import threading
+
+    from actions.executor import PyAutoGuiDevice
+    from agent.records import Outcome
+    from agent.supervise import Controls
+
+    replies = [click(0.2, 0.2), click(0.5, 0.5), click(0.7, 0.3), '{"action": "done"}']
+    frames = [np.full((800, 1280, 3), 20 * i, np.uint8) for i in range(8)]
+    controls = Controls()
+    results = []
+    with TakeoverWatch(keys=False) as watch:
+        runtime = Person(replies, display, at=1)
+        agent = threading.Thread(target=lambda: results.append(run_agent(
+            "click around", runtime=runtime, device=PyAutoGuiDevice(),
+            screen=FakeScreen(frames), record=RunDir(tmp_path), clock=SystemClock(),
+            takeover=watch, supervisor=controls)))
+        agent.start()
+        deadline = time.monotonic() + 10
+        while not (controls.state() or "").startswith("you have control"):
+            assert time.monotonic() < deadline, controls.state()
+            time.sleep(0.05)
+        held = len(runtime.requests)
+        time.sleep(0.5)
+        assert len(runtime.requests) == held  # paused: no further model call, no action
+        controls.resume()
+        agent.join(20)
+    (result,) = results
+    assert result.status is Status.DONE, result.message
+    dropped = [s for s in result.steps if s.outcome is Outcome.TAKEN_OVER]
+    assert len(dropped) == 1 and "move(17, 23)" in (dropped[0].error or "")
