@@ -294,6 +294,8 @@ class LlamaCppRuntime:
             self._llama.eval([self._think_open if mode is Mode.REASONING else self._direct])
         if mode is Mode.REASONING:
             tokens: list[int] = []
+            if request.on_text is not None:  # the tags are single tokens the streamer skips
+                request.on_text(THINK_OPEN)
             for tok in self._sample(request, None):
                 if (tok == self._think_close or len(tokens) >= request.max_reasoning_tokens
                         or self._lc.llama_vocab_is_eog(self._vocab, tok)):
@@ -303,6 +305,8 @@ class LlamaCppRuntime:
             # Close the trace ourselves when the budget ran out, so an answer always follows.
             self._llama.eval([self._think_close])
             reasoning = stream.text().strip()
+            if request.on_text is not None:
+                request.on_text(THINK_CLOSE)
             n_out += len(tokens) + 1
             stream = _Streamer(self._llama, request.on_text)
         grammar = LlamaGrammar.from_string(request.grammar) if request.grammar else None

@@ -182,12 +182,7 @@ class OpenAiRuntime:
                          "off): the model chose its mode")
         calls: list[Generated] = []
         if mode is Mode.REASONING:
-            thought = self._generate(content, request, "reasoning", THINK_OPEN, notes)
-            trace = _SPECIAL.sub("", thought.reasoning + thought.text)
-            answer = self._generate(content, request, "answer",
-                                    f"{THINK_OPEN}{trace}{THINK_CLOSE}", notes)
-            calls = [thought, answer]
-            reasoning, text = trace.strip(), self._answer_text(answer, notes)
+            calls, reasoning, text = self._reason(content, request, notes)
         elif mode is Mode.DIRECT:
             answer = self._generate(content, request, "answer", DIRECT_TOKEN, notes)
             calls = [answer]
@@ -209,6 +204,19 @@ class OpenAiRuntime:
         return Reply(answer=text, reasoning=reasoning, prompt_tokens=calls[0].prompt_tokens,
                      output_tokens=sum(c.output_tokens for c in calls), truncated=truncated,
                      reused_tokens=calls[0].cached_tokens, timings=timings, notes=tuple(notes))
+
+    def _reason(self, content: str | list[dict[str, Any]], request: Request, notes: list[str]
+                ) -> tuple[list[Generated], str, str]:
+        """Forced reasoning: the trace, then the answer after it; (calls, trace, answer)."""
+        if request.on_text is not None:  # the server leaves the forced tags out
+            request.on_text(THINK_OPEN)
+        thought = self._generate(content, request, "reasoning", THINK_OPEN, notes)
+        trace = _SPECIAL.sub("", thought.reasoning + thought.text)
+        if request.on_text is not None:
+            request.on_text(THINK_CLOSE)
+        answer = self._generate(content, request, "answer", f"{THINK_OPEN}{trace}{THINK_CLOSE}",
+                                notes)
+        return [thought, answer], trace.strip(), self._answer_text(answer, notes)
 
     def _answer_text(self, answer: Generated, notes: list[str]) -> str:
         # As in-process, mode tokens inside the answer are skipped, not taken as a new trace.

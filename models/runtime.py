@@ -29,6 +29,8 @@ class Request:
 
     ``prompt`` is the user turn's text; it holds the image marker ``<image>`` exactly once when
     ``image`` is given. ``grammar`` (GBNF) constrains the answer, not the reasoning trace.
+    ``on_text`` gets the output as it is generated, the way the model writes it: a reasoning
+    trace arrives between ``<think>`` and ``</think>``, then the answer.
     """
 
     prompt: str

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from models.prompt import THINK_CLOSE, THINK_OPEN
 from models.runtime import Reply, Request, RuntimeFailure
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,9 @@ class ScriptedRuntime:
             raise RuntimeFailure(f"{self._name}: script exhausted after {index} replies")
         reply = self._replies[index]
         if request.on_text is not None:  # streamed in words, the trace first, like a model
-            for text in (reply.reasoning, reply.answer):
-                for piece in re.findall(r"\S+\s*", text):
-                    request.on_text(piece)
+            trace = f"{THINK_OPEN}{reply.reasoning}{THINK_CLOSE}" if reply.reasoning else ""
+            for piece in re.findall(r"\S+\s*", trace + reply.answer):
+                request.on_text(piece)
         log.debug("scripted reply %d: %s", index, reply.answer)
         return reply
 

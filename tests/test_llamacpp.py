@@ -115,6 +115,16 @@ def test_streaming_callback_sees_the_answer(runtime) -> None:
     assert "".join(pieces).strip() == reply.answer
 
 
+def test_a_streamed_trace_comes_between_think_tags(runtime) -> None:
+    pieces: list[str] = []
+    reply = runtime.complete(_request(on_text=pieces.append, mode=Mode.REASONING,
+                                      max_reasoning_tokens=12))
+    streamed = "".join(pieces)
+    assert pieces[0] == "<think>" and streamed.count("</think>") == 1
+    trace, answer = streamed[len("<think>"):].split("</think>")
+    assert trace.strip() == reply.reasoning and answer.strip() == reply.answer
+
+
 def test_image_marker_must_appear_once(runtime) -> None:
     with pytest.raises(ValueError, match="exactly once"):
         runtime.complete(_request(prompt="no marker here"))

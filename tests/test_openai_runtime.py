@@ -520,7 +520,7 @@ def test_streamed_reasoning_then_answer(runtime: OpenAiRuntime, server: FakeServ
                   Scripted(events=[chunk(CLICK), chunk(finish="stop"), "[DONE]"]))
     seen: list[str] = []
     reply = runtime.complete(request(Mode.REASONING, on_text=seen.append))
-    assert seen == ["look", " here", CLICK]
+    assert seen == ["<think>", "look", " here", "</think>", CLICK]  # as the model writes it
     assert (reply.reasoning, reply.answer) == ("look here", CLICK)
 
 

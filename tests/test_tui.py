@@ -288,3 +288,13 @@ def test_snapshots(snap_compare, tmp_path: Path, approve_each: bool) -> None:  #
         await pilot.pause(0.3)
 
     assert snap_compare(h.app, terminal_size=(120, 36), run_before=settle)
+
+
+def test_streamed_text_dims_the_trace_and_shows_the_answer_apart() -> None:
+    from tui.app import live_text
+
+    assert live_text('{"action"').plain == '{"action"'
+    assert live_text("<think>the OK ").plain == "thinking… the OK"
+    done = live_text('<think>the OK button</think>{"action": "done"}')
+    assert done.plain == 'thinking… the OK button\n{"action": "done"}'
+    assert any("dim" in str(span.style) for span in done.spans)

@@ -23,6 +23,7 @@ from textual.widgets import Collapsible, DataTable, Footer, Input, Static
 
 from agent.records import Outcome, RunResult, StepRecord
 from agent.supervise import Controls, Points
+from models.prompt import THINK_CLOSE, THINK_OPEN
 from tui.approval import ApprovalScreen, ModalApprover, printable
 from tui.imageview import Marks, ScreenView
 from tui.messages import Decided, Loaded, Observed, RunEnded, StateChanged, StepDone, TextChunk
@@ -172,7 +173,7 @@ class SupervisorApp(App[RunResult | None]):
         if self._gone():
             return
         self._live_text.append(message.text)
-        self._live.update(Text("".join(self._live_text)))
+        self._live.update(live_text("".join(self._live_text)))
         self._pane.scroll_end(animate=False)
 
     @on(Decided)
@@ -353,3 +354,15 @@ class SupervisorApp(App[RunResult | None]):
             widget.remove()
         pane.scroll_end(animate=False)
 
+
+def live_text(raw: str) -> Text:
+    """Model output as it streams: a reasoning trace dimmed, the answer in bold."""
+    if THINK_OPEN not in raw:
+        return Text(raw, style="bold")
+    trace, closed, answer = raw.partition(THINK_OPEN)[2].partition(THINK_CLOSE)
+    out = Text("thinking… ", style="bold dim")
+    out.append(trace.strip(), style="dim italic")
+    if closed:
+        out.append("\n")
+        out.append(answer.strip(), style="bold")
+    return out
