@@ -278,7 +278,8 @@ def read_stream(resp: http.client.HTTPResponse,
         if choice.get("finish_reason"):
             out.finish = choice["finish_reason"]
     if out.finish is None:
-        raise Transient("the stream ended before the reply did")
+        raise Transient("the stream ended before the reply did (the server closed it "
+                        "mid-reply: its own log says why, e.g. a prompt over its context)")
     out.text, out.reasoning = "".join(text), "".join(reasoning)
     return out
 
