@@ -427,7 +427,7 @@ def _cmd_run_words(args: argparse.Namespace) -> int:
     gate = None if device is None else gate_for_words(args, record)
     header = write_run_header(args, record, runtime.name, screen, dry_run=device is None)
     print(f"{header}\nrun: {record.path}\n", flush=True)
-    takeover = None if device is None else _takeover_watch(kill_key, on_kill=_interrupt_main)
+    takeover = None if device is None else takeover_watch(kill_key, on_kill=_interrupt_main)
     try:
         result = run_words(args, runtime=runtime, screen=screen, device=device, record=record,
                            gate=gate, takeover=takeover, on_step=print_step)
@@ -505,7 +505,7 @@ def _interrupt_main() -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
-def _takeover_watch(kill_key: str | None, *, on_kill: Callable[[], None], keys: bool = True
+def takeover_watch(kill_key: str | None, *, on_kill: Callable[[], None], keys: bool = True
                     ) -> TakeoverWatch | None:
     """Listen for the person's own input and the kill switch; without them only after a warning.
     """

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from agent.cli import (
@@ -28,21 +27,20 @@ if TYPE_CHECKING:
 def run_in_tui(args: argparse.Namespace, *, screen: Screen, record: RunDir,
                device: InputDevice | None, kill_key: str | None) -> int:
     """Open the interface, run the task in its worker, print the outcome after it closes."""
-    from agent.cli import _takeover_watch
+    from agent.cli import takeover_watch
     from agent.takeover import describe_hotkey
     from tui.app import RunInfo
     from tui.launch import supervise
 
     controls = Controls()
+    takeover = None if device is None else takeover_watch(
+        kill_key, on_kill=lambda: controls.stop("stopped by the kill switch"), keys=False)
     g = screen.geometry()
     info = RunInfo(task=args.task, model="loading…", mode=args.mode,
                    screen=(g.left, g.top, g.width, g.height), run_dir=str(record.path),
-                   kill_key=describe_hotkey(kill_key) if kill_key else None,
+                   # no listener, no kill switch: the status line then says how to stop
+                   kill_key=describe_hotkey(kill_key) if kill_key and takeover else None,
                    dry_run=device is None)
-    takeover = None if device is None else _takeover_watch(
-        kill_key, on_kill=lambda: controls.stop("stopped by the kill switch"), keys=False)
-    if takeover is None:  # no listener: no kill switch either (the footer says so)
-        info = replace(info, kill_key=None)
 
     def job(session: Session) -> RunResult:
         runtime = open_words_runtime(args)

@@ -161,7 +161,7 @@ class _Run:
             zoom = _decide(reply, frame, image.view, runtime=self.runtime,
                            settings=self.settings, clock=self.clock, gate=self.gate,
                            shown=partial(sup.decided, index) if sup else None,
-                           asking=self._asking_person)
+                           asking=self._own_input)
             lap("model")
         except ActionError as exc:  # unusable or not allowed: the model is told, and may retry
             lap("model")  # deciding includes validation and any wait for the person's answer
@@ -196,7 +196,7 @@ class _Run:
         if terminal or self.supervisor is None:
             verdict = Verdict.GO
         else:
-            with self._asking_person():
+            with self._own_input():
                 verdict = self.supervisor.before_act(seen.index, summarize(action))
         if verdict is Verdict.STOP or self._stopping():
             return self.finish(Status.INTERRUPTED, self._stop_message())
@@ -204,7 +204,7 @@ class _Run:
             return self._unusable(seen, "not approved by the person", action)
         try:
             if self.device is not None and not terminal:
-                with self.takeover.acting() if self.takeover is not None else nullcontext():
+                with self._own_input():
                     watched = self.supervisor is not None or self.takeover is not None
                     execute(resolved, self.device, sleep=self.clock.sleep,
                             should_stop=self._stopping if watched else None)
@@ -250,8 +250,8 @@ class _Run:
         reason = self.supervisor.stop_reason if self.supervisor is not None else None
         return reason or "stopped by the person"
 
-    def _asking_person(self) -> AbstractContextManager[None]:
-        """While the person answers a question, their own mouse and keys are not a takeover."""
+    def _own_input(self) -> AbstractContextManager[None]:
+        """Input now is the agent's own, or the person answering it: not a takeover."""
         return self.takeover.acting() if self.takeover is not None else nullcontext()
 
     def _save(self, seen: _Seen, **fields: Any) -> None:
