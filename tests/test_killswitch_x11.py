@@ -59,6 +59,32 @@ def keys_held(xconn: Display) -> list[int]:
             for bit in range(8) if byte >> bit & 1]
 
 
+def kill_mid_drag(agent: threading.Thread, xconn: Display, person: Callable[..., None],
+                  killed: threading.Event) -> None:
+    """Start ``agent``; once its drag is under way (button down, pointer moving), press the
+    hotkey; then wait for the agent to end."""
+
+    def dragging() -> bool:
+        pointer = xconn.screen().root.query_pointer()
+        return bool(pointer.mask & X.Button1Mask) and pointer.root_x > 200
+
+    agent.start()
+    try:
+        assert eventually(dragging, timeout_s=5.0), "the drag never got under way"
+        person("key", "ctrl+alt+k")
+        assert killed.wait(2.0)
+    finally:
+        agent.join(10)
+
+
+def assert_cut_short_and_nothing_held(xconn: Display) -> None:
+    """The pointer never reached the drag's end (x 800), and no button or key is down."""
+    pointer = xconn.screen().root.query_pointer()
+    assert pointer.root_x < 800
+    assert pointer.mask & BUTTON_MASKS == 0
+    assert keys_held(xconn) == []
+
+
 @pytest.fixture
 def xconn(display: str) -> Iterator[Display]:
     conn = Display(display)
@@ -130,23 +156,10 @@ def test_the_hotkey_ends_a_drag_midway_and_nothing_stays_held(
         except BaseException as exc:
             outcome.append(exc)
 
-    def dragging() -> bool:  # the button is down and the pointer is on its way
-        pointer = xconn.screen().root.query_pointer()
-        return bool(pointer.mask & X.Button1Mask) and pointer.root_x > 200
-
-    agent = threading.Thread(target=act, name="agent")
-    agent.start()
-    try:
-        assert eventually(dragging, timeout_s=5.0), "the drag never got under way"
-        person("key", "ctrl+alt+k")
-        assert killed.wait(2.0)
-    finally:
-        agent.join(10)
+    kill_mid_drag(threading.Thread(target=act, name="agent"), xconn, person, killed)
     assert len(outcome) == 1 and isinstance(outcome[0], Interrupted), outcome
-    assert xconn.screen().root.query_pointer().root_x < 800  # it never reached the target
     assert w.taken() is None  # the agent was acting: its drag and the hotkey's keys are not
-    assert xconn.screen().root.query_pointer().mask & BUTTON_MASKS == 0
-    assert keys_held(xconn) == []
+    assert_cut_short_and_nothing_held(xconn)
 
 
 def test_what_the_person_did_comes_back_as_actions(
@@ -188,21 +201,8 @@ def test_the_hotkey_ends_the_agents_run_mid_drag(
         "drag the slider", runtime=ScriptedRuntime([drag, drag]), screen=FakeScreen(frames),
         device=PyAutoGuiDevice(), record=RunDir(tmp_path), clock=_SlowClock(),
         takeover=w)), name="agent")
-
-    def dragging() -> bool:
-        pointer = xconn.screen().root.query_pointer()
-        return bool(pointer.mask & X.Button1Mask) and pointer.root_x > 200
-
-    agent.start()
-    try:
-        assert eventually(dragging, timeout_s=5.0), "the drag never got under way"
-        person("key", "ctrl+alt+k")
-        assert killed.wait(2.0)
-    finally:
-        agent.join(10)
+    kill_mid_drag(agent, xconn, person, killed)
     (result,) = results
     assert result.status is Status.INTERRUPTED
     assert result.message.startswith("stopped by the kill switch during drag")
-    assert xconn.screen().root.query_pointer().mask & BUTTON_MASKS == 0
-    assert xconn.screen().root.query_pointer().root_x < 800
-    assert keys_held(xconn) == []
+    assert_cut_short_and_nothing_held(xconn)
