@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.taskfile import Task, TaskFileError, load_tasks
-from agent.taskrecords import ScriptStep, SuiteResult, TaskResult, TaskStatus
+from agent.taskrecords import ScriptStep, SuiteResult, TaskResult
 
 if TYPE_CHECKING:
     from actions.approval import Approver
@@ -168,10 +168,8 @@ def _print_step(step: ScriptStep) -> None:
 
 
 def _print_result(result: TaskResult) -> None:
-    word = {TaskStatus.PASSED: "PASSED", TaskStatus.FAILED: "FAILED",
-            TaskStatus.ERROR: "ERROR"}[result.status]
-    print(f"  {word} in {result.seconds:.1f}s: {result.message}\n  run: {result.run_dir}",
-          flush=True)
+    print(f"  {result.status.word} in {result.seconds:.1f}s: {result.message}\n"
+          f"  run: {result.run_dir}", flush=True)
 
 
 def write_outputs(suite: SuiteResult, args: argparse.Namespace) -> int:

@@ -49,7 +49,6 @@ RESULT_VERSION = 1
 POLL_S = 0.05          # between checks for finished children
 TERM_GRACE_S = 30.0    # for a child told to stop: release input, stop programs, write result
 PARENT_CHECK_S = 1.0   # how often a child checks that its parent is still there
-_WORD = {TaskStatus.PASSED: "PASSED", TaskStatus.FAILED: "FAILED", TaskStatus.ERROR: "ERROR"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +330,7 @@ def _last_line(path: Path, limit: int = 300) -> str:
 def _print_result(item: tuple[TaskResult, str], count: int, total: int, lane: _Lane) -> None:
     result, display = item
     where = f" on {display}" if display else ""
-    line = f"[{count}/{total}] {_WORD[result.status]} {result.name} in {result.seconds:.1f}s" \
+    line = f"[{count}/{total}] {result.status.word} {result.name} in {result.seconds:.1f}s" \
            f"{where}"
     if result.status is not TaskStatus.PASSED:
         line += f": {result.message}"

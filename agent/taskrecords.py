@@ -32,6 +32,11 @@ class TaskStatus(StrEnum):
     FAILED = "failed"    # a step did not hold (expectation, grounding, model verdict)
     ERROR = "error"      # setup broke, the display died, the runtime failed
 
+    @property
+    def word(self) -> str:
+        """How the console shows it: PASSED, FAILED, ERROR."""
+        return self.value.upper()
+
 
 @dataclass(frozen=True, slots=True)
 class ScriptStep:
