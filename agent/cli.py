@@ -340,7 +340,7 @@ def print_step(step: StepRecord) -> None:
 
 def print_result(result: RunResult) -> int:
     """Print how the run ended; return the exit code."""
-    message = result.message if len(result.message) <= 200 else result.message[:199] + "…"
+    message = result.brief(200)
     print(f"\n{result.status.value}: {message}")
     if result.run_dir is not None:
         print(f"trajectory: {result.run_dir / 'trajectory.jsonl'}")

@@ -136,6 +136,10 @@ class RunResult:
     steps: tuple[StepRecord, ...]
     run_dir: Path | None = None
 
+    def brief(self, limit: int) -> str:
+        """The message cut to ``limit`` characters for a screen (the record keeps it whole)."""
+        return self.message if len(self.message) <= limit else self.message[:limit - 1] + "…"
+
     @property
     def answer(self) -> str:
         """The model's final answer (from a done action), or an empty string."""

@@ -221,8 +221,7 @@ class SupervisorApp(App[RunResult | None]):
         else:
             r = message.result
             colour = "green" if r.status.ok else "yellow"
-            said = r.message if len(r.message) <= 300 else r.message[:299] + "…"
-            text = f"[b {colour}]{r.status.value}[/]: {escape(printable(said))}"
+            text = f"[b {colour}]{r.status.value}[/]: {escape(printable(r.brief(300)))}"
         self._live.update(Text.from_markup(text + "  (q quits)"))
         self._pane.scroll_end(animate=False)
         self._show_status("ended")
