@@ -55,8 +55,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --editable '.[test]'
 	touch $@
 
+# The wheel maps agent/, actions/, ... into the package deskpilot (pyproject.toml); mypy reads
+# folders, not that mapping, so it checks a tree of links laid out as the installed package.
+PACKAGES  := agent actions grounding models tui
+TYPECHECK := build/typecheck
+
 lint: venv
 	$(BIN)/ruff check .
+	@rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/deskpilot
+	@for f in deskpilot/*; do ln -s ../../../$$f $(TYPECHECK)/deskpilot/; done
+	@for p in $(PACKAGES); do ln -s ../../../$$p $(TYPECHECK)/deskpilot/$$p; done
 	$(BIN)/mypy
 
 test: test-deps venv lint

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from actions.policy import Concern
+from deskpilot.actions.policy import Concern
 
 log = logging.getLogger(__name__)
 

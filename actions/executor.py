@@ -19,9 +19,9 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from actions.keys import KEY_NAMES, MODIFIERS, UnknownKeyError
-from actions.resolved import Resolved
-from actions.types import (
+from deskpilot.actions.keys import KEY_NAMES, MODIFIERS, UnknownKeyError
+from deskpilot.actions.resolved import Resolved
+from deskpilot.actions.types import (
     AskUser,
     Button,
     Click,
@@ -35,7 +35,7 @@ from actions.types import (
     Type,
     Wait,
 )
-from grounding.geometry import Point
+from deskpilot.grounding.geometry import Point
 
 log = logging.getLogger(__name__)
 

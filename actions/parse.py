@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from actions.types import ACTION_NAMES, Action, AnyAction
+from deskpilot.actions.types import ACTION_NAMES, Action, AnyAction
 
 _ADAPTER: TypeAdapter[AnyAction] = TypeAdapter(Action)
 _MAX_REPLY_CHARS = 20_000

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
-from actions.resolved import Resolved
-from actions.secrets import secret_spans
-from actions.types import AnyAction, Click, Drag, Hold, Key, Type
-from grounding.capture import Frame
-from grounding.geometry import PixelBox, Point
-from grounding.ocr import OcrError, TextLine, TextReader, clip_region
-from grounding.windows import WindowInfo, WindowProbe, WindowProbeError
+from deskpilot.actions.resolved import Resolved
+from deskpilot.actions.secrets import secret_spans
+from deskpilot.actions.types import AnyAction, Click, Drag, Hold, Key, Type
+from deskpilot.grounding.capture import Frame
+from deskpilot.grounding.geometry import PixelBox, Point
+from deskpilot.grounding.ocr import OcrError, TextLine, TextReader, clip_region
+from deskpilot.grounding.windows import WindowInfo, WindowProbe, WindowProbeError
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from actions.types import AnyAction
-from grounding.geometry import Point
+from deskpilot.actions.types import AnyAction
+from deskpilot.grounding.geometry import Point
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from annotated_types import Ge, Le, MaxLen, MinLen
 
-from actions.types import ACTION_TYPES, tag_of
+from deskpilot.actions.types import ACTION_TYPES, tag_of
 
 _DECIMALS = 4
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import unicodedata
 
-from actions.keys import parse_chord
-from actions.parse import ActionError
-from actions.resolved import Resolved
-from actions.types import AnyAction, Click, Drag, Hold, Key, Move, Scroll, Type
-from grounding.geometry import Point, View, box_to_screen
+from deskpilot.actions.keys import parse_chord
+from deskpilot.actions.parse import ActionError
+from deskpilot.actions.resolved import Resolved
+from deskpilot.actions.types import AnyAction, Click, Drag, Hold, Key, Move, Scroll, Type
+from deskpilot.grounding.geometry import Point, View, box_to_screen
 
 # pyautogui's fail-safe fires when the pointer sits on a screen corner; a model answering
 # [0, 0, 0, 0] would trip it. Keep the agent this many points away from every corner.

@@ -39,13 +39,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from agent.loop import Budget, ModelSettings, run_agent
-from agent.records import Outcome, Status, StepRecord
-from agent.rundir import RunDir
-from grounding.capture import FakeScreen
-from grounding.geometry import ScreenGeometry
-from models.runtime import Mode, Reply, Request, Runtime, RuntimeFailure
-from models.tiny import (
+from deskpilot.agent.loop import Budget, ModelSettings, run_agent
+from deskpilot.agent.records import Outcome, Status, StepRecord
+from deskpilot.agent.rundir import RunDir
+from deskpilot.grounding.capture import FakeScreen
+from deskpilot.grounding.geometry import ScreenGeometry
+from deskpilot.models.runtime import Mode, Reply, Request, Runtime, RuntimeFailure
+from deskpilot.models.tiny import (
     MMPROJ_FILENAME,
     MODEL_FILENAME,
     WEIGHT_TYPES,
@@ -508,7 +508,7 @@ def bench_model(shape: str = "small", steps: int = 5, *, max_patches: int = 1024
         bandwidth = measure_bandwidth()
     n_ctx = min(bench.text_ctx, max_patches + 6144 + reasoning_tokens)
     log.info("loading the model (%.0f MB; this can take a while)", text_bytes / 1e6)
-    from models.llamacpp import LlamaCppRuntime
+    from deskpilot.models.llamacpp import LlamaCppRuntime
 
     started = time.perf_counter()
     runtime = LlamaCppRuntime(pair.model, pair.mmproj, n_ctx=n_ctx, n_gpu_layers=gpu_layers)
@@ -555,7 +555,7 @@ def _mode(name: str) -> Mode:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m agent.bench_model``: run the bench and print its JSON."""
+    """``python -m deskpilot.agent.bench_model``: run the bench and print its JSON."""
     parser = argparse.ArgumentParser(prog="deskpilot bench model", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=SHAPES, default="small")

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.headless import parse_size, run_display
-from grounding.capture import MssScreen
-from grounding.ocr import PixelBox, RapidOcrReader, TextReader
-from grounding.textmatch import TextLookupError, find_text
-from grounding.xvfb import launched, wait_for_window
+from deskpilot.agent.headless import parse_size, run_display
+from deskpilot.grounding.capture import MssScreen
+from deskpilot.grounding.ocr import PixelBox, RapidOcrReader, TextReader
+from deskpilot.grounding.textmatch import TextLookupError, find_text
+from deskpilot.grounding.xvfb import launched, wait_for_window
 
 log = logging.getLogger(__name__)
 

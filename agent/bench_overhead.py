@@ -36,21 +36,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actions.executor import PyAutoGuiDevice, execute
-from actions.parse import parse_action
-from actions.schema import action_grammar, describe_actions, max_answer_chars
-from actions.types import summarize
-from actions.validate import validate
-from agent.headless import parse_size, run_display
-from agent.loop import HISTORY_STEPS, SystemClock
-from agent.records import Outcome, StepRecord, Timings
-from agent.rundir import RunDir
-from grounding.capture import MssScreen
-from grounding.preprocess import DEFAULT_MAX_PATCHES, prepare
-from grounding.stable import wait_stable
-from grounding.xvfb import launched
-from models.prompt import agent_prompt
-from models.runtime import Request
+from deskpilot.actions.executor import PyAutoGuiDevice, execute
+from deskpilot.actions.parse import parse_action
+from deskpilot.actions.schema import action_grammar, describe_actions, max_answer_chars
+from deskpilot.actions.types import summarize
+from deskpilot.actions.validate import validate
+from deskpilot.agent.headless import parse_size, run_display
+from deskpilot.agent.loop import HISTORY_STEPS, SystemClock
+from deskpilot.agent.records import Outcome, StepRecord, Timings
+from deskpilot.agent.rundir import RunDir
+from deskpilot.grounding.capture import MssScreen
+from deskpilot.grounding.preprocess import DEFAULT_MAX_PATCHES, prepare
+from deskpilot.grounding.stable import wait_stable
+from deskpilot.grounding.xvfb import launched
+from deskpilot.models.prompt import agent_prompt
+from deskpilot.models.runtime import Request
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +83,12 @@ def bench_overhead(sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES, steps: int 
 def measure_size(width: int, height: int, *, steps: int = 30,
                  max_patches: int = DEFAULT_MAX_PATCHES) -> dict[str, Any]:
     """Run :func:`bench_size` in a fresh interpreter and return the figures it prints."""
-    argv = [sys.executable, "-m", "agent.bench_overhead", "--one", f"{width}x{height}",
-            "--steps", str(steps), "--max-patches", str(max_patches)]
+    argv = [sys.executable, "-P", "-m", "deskpilot.agent.bench_overhead",
+            "--one", f"{width}x{height}", "--steps", str(steps), "--max-patches", str(max_patches)]
     log.info("running %s", " ".join(argv))
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, check=False,
-                              timeout=WORKER_TIMEOUT_S, cwd=Path(__file__).resolve().parents[1])
+                              timeout=WORKER_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         raise BenchError(f"the {width}x{height} worker ran past {WORKER_TIMEOUT_S:g}s") from exc
     lines = proc.stdout.strip().splitlines()
@@ -109,7 +109,7 @@ def bench_size(width: int, height: int, *, steps: int = 30,
         raise ValueError(f"steps must be at least 1, got {steps}")
     if "pyautogui" in sys.modules:
         raise BenchError("pyautogui is already bound to a display in this process; run "
-                         "`python -m agent.bench_overhead --one WxH` instead")
+                         "`python -m deskpilot.agent.bench_overhead --one WxH` instead")
     # Xvfb is an X11 session; saying so lets pyscreeze take its X11 path (scrot), which is
     # what pyautogui.screenshot() does on a person's X11 desktop.
     os.environ["XDG_SESSION_TYPE"] = "x11"

@@ -81,7 +81,8 @@ def run_level(files: Sequence[Path], n: int, *, base_url: str, model: str, work:
     out = work / f"n{n}"
     out.mkdir()
     summary = out / "summary.json"
-    argv = [sys.executable, "-m", "agent", "run", *map(str, files), "--headless", "--xvfb",
+    argv = [sys.executable, "-P", "-m", "deskpilot", "run", *map(str, files),
+            "--headless", "--xvfb",
             "--concurrency", str(n), "--backend", "openai", "--base-url", base_url,
             "--model", model, "--temperature", "0", "--cache", "off",
             "--runs-dir", str(out / "runs"), "--summary", str(summary)]
@@ -119,7 +120,7 @@ def bench_serve(*, tasks: int = 8, queries: int = 2, levels: Sequence[int] = (1,
             work = work_dir
             work.mkdir(parents=True, exist_ok=True)
         if base_url is None:
-            from models.serve_local import PARALLEL_SLOTS, local_server
+            from deskpilot.models.serve_local import PARALLEL_SLOTS, local_server
 
             server = stack.enter_context(local_server(work / "server"))
             base_url, model = server.base_url, server.model
@@ -155,7 +156,7 @@ def _levels(text: str) -> list[int]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the benchmark and print its figures as JSON."""
-    from models.serve_local import ServerError
+    from deskpilot.models.serve_local import ServerError
 
     parser = argparse.ArgumentParser(
         prog="deskpilot bench serve", formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -8,7 +8,7 @@ Anthropic's computer-use-demo sleeps before its screenshot after an action
 (``tools/computer.py``: ``_screenshot_delay = 2.0``).
 
 pyautogui connects to the display it first sees, so run this in a fresh process
-(``python -m agent.bench_settle``).
+(``python -m deskpilot.agent.bench_settle``).
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actions.executor import PyAutoGuiDevice
-from agent.headless import run_display
-from agent.loop import SystemClock
-from grounding.capture import MssScreen
-from grounding.stable import changed, thumbnail, wait_stable
-from grounding.xvfb import launched
+from deskpilot.actions.executor import PyAutoGuiDevice
+from deskpilot.agent.headless import run_display
+from deskpilot.agent.loop import SystemClock
+from deskpilot.grounding.capture import MssScreen
+from deskpilot.grounding.stable import changed, thumbnail, wait_stable
+from deskpilot.grounding.xvfb import launched
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def bench_settle(trials: int = 10) -> dict[str, Any]:
         raise ValueError(f"trials must be at least 1, got {trials}")
     if "pyautogui" in sys.modules:
         raise BenchError("pyautogui is already bound to a display in this process; run "
-                         "`python -m agent.bench_settle` instead")
+                         "`python -m deskpilot.agent.bench_settle` instead")
     clock = SystemClock()
     with ExitStack() as stack:
         display, _ = stack.enter_context(run_display(new=True, size=SIZE))

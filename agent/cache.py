@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from grounding.template import (
+from deskpilot.grounding.template import (
     AmbiguousMatch,
     Located,
     NotOnScreen,
@@ -30,7 +30,7 @@ from grounding.template import (
     Snippet,
     locate,
 )
-from grounding.visual import load_png, save_png, write_atomic
+from deskpilot.grounding.visual import load_png, save_png, write_atomic
 
 log = logging.getLogger(__name__)
 

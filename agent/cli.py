@@ -11,20 +11,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.headless import parse_size
-from agent.records import RunResult, Status, StepRecord
+from deskpilot.agent.headless import parse_size
+from deskpilot.agent.records import RunResult, Status, StepRecord
 
 if TYPE_CHECKING:
-    from actions.approval import Approver
-    from actions.executor import InputDevice
-    from agent.gate import Gate
-    from agent.rundir import RunDir
-    from agent.supervise import Supervisor
-    from agent.takeover import TakeoverWatch
-    from grounding.capture import Screen
-    from models.runtime import Runtime
-from grounding.preprocess import DEFAULT_MAX_PATCHES, DEFAULT_MIN_PATCHES
-from models.runtime import Mode
+    from deskpilot.actions.approval import Approver
+    from deskpilot.actions.executor import InputDevice
+    from deskpilot.agent.gate import Gate
+    from deskpilot.agent.rundir import RunDir
+    from deskpilot.agent.supervise import Supervisor
+    from deskpilot.agent.takeover import TakeoverWatch
+    from deskpilot.grounding.capture import Screen
+    from deskpilot.models.runtime import Runtime
+from deskpilot.grounding.preprocess import DEFAULT_MAX_PATCHES, DEFAULT_MIN_PATCHES
+from deskpilot.models.runtime import Mode
 
 log = logging.getLogger("deskpilot")
 
@@ -300,24 +300,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("huggingface_hub").propagate = False
     try:
         if args.command == "run":
-            from agent.signals import terminate_as_interrupt
+            from deskpilot.agent.signals import terminate_as_interrupt
 
             # SIGTERM/SIGHUP unwind like Ctrl+C, so every held key and button is released.
             with terminate_as_interrupt():
                 return _cmd_run(args)
         if args.command == "models":
-            from agent.cli_models import run_models_command
+            from deskpilot.agent.cli_models import run_models_command
             return run_models_command(args)
         if args.command == "bench":
             import importlib
 
-            importlib.import_module(f"agent.bench_{args.what}").main(args.options)
+            importlib.import_module(f"deskpilot.agent.bench_{args.what}").main(args.options)
             return EXIT_OK
         if args.command == "doctor":
-            from agent.doctor import run_doctor
+            from deskpilot.agent.doctor import run_doctor
             return run_doctor()
         if args.command == "demo":
-            from agent.cli_demo import run_demo
+            from deskpilot.agent.cli_demo import run_demo
             return run_demo(args.runs_dir)
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", None)
@@ -354,8 +354,8 @@ def _temperature(args: argparse.Namespace) -> float:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from agent.cli_tasks import is_task_file, run_task_files
-    from agent.runtimes import check_backend
+    from deskpilot.agent.cli_tasks import is_task_file, run_task_files
+    from deskpilot.agent.runtimes import check_backend
 
     try:
         args.base_url = check_backend(args.backend, args.base_url, model=args.model,
@@ -378,10 +378,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def gate_for_words(args: argparse.Namespace, record: RunDir, approver: Approver | None = None
                    ) -> Gate:
     """The safety gate for a task in words: the person approves, at this terminal by default."""
-    from actions.policy import Policy, Scope
-    from agent.cli_tasks import approver_for, window_probe
-    from agent.gate import Gate
-    from grounding.ocr import RapidOcrReader
+    from deskpilot.actions.policy import Policy, Scope
+    from deskpilot.agent.cli_tasks import approver_for, window_probe
+    from deskpilot.agent.gate import Gate
+    from deskpilot.grounding.ocr import RapidOcrReader
 
     try:
         policy = Policy(scope=Scope(region=args.region, windows=tuple(args.window)),
@@ -394,10 +394,10 @@ def gate_for_words(args: argparse.Namespace, record: RunDir, approver: Approver 
 
 
 def _cmd_run_words(args: argparse.Namespace) -> int:
-    from actions.executor import PyAutoGuiDevice
-    from agent.rundir import RunDir, RunDirError, default_runs_root
-    from grounding.capture import CaptureError, MssScreen
-    from grounding.checked import CheckedScreen
+    from deskpilot.actions.executor import PyAutoGuiDevice
+    from deskpilot.agent.rundir import RunDir, RunDirError, default_runs_root
+    from deskpilot.grounding.capture import CaptureError, MssScreen
+    from deskpilot.grounding.checked import CheckedScreen
 
     if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
         raise UserError("no display: DISPLAY is not set (run inside an X session, or start "
@@ -416,7 +416,7 @@ def _cmd_run_words(args: argparse.Namespace) -> int:
         raise UserError(f"{exc} (nothing was done)") from None
     device = None if args.dry_run else PyAutoGuiDevice()
     if wants_tui(args):
-        from agent.cli_tui import run_in_tui
+        from deskpilot.agent.cli_tui import run_in_tui
 
         return run_in_tui(args, screen=screen, record=record, device=device, kill_key=kill_key)
     try:
@@ -446,10 +446,10 @@ def wants_tui(args: argparse.Namespace) -> bool:
 
 def open_words_runtime(args: argparse.Namespace) -> Runtime:
     """The model for a task in words, behind its deadline; UserError when it cannot be had."""
-    from agent.runtimes import open_runtime
-    from models.catalog import ModelError
-    from models.runtime import RuntimeFailure
-    from models.timeout import TimeoutRuntime
+    from deskpilot.agent.runtimes import open_runtime
+    from deskpilot.models.catalog import ModelError
+    from deskpilot.models.runtime import RuntimeFailure
+    from deskpilot.models.timeout import TimeoutRuntime
 
     try:
         runtime = TimeoutRuntime(open_runtime(
@@ -478,7 +478,7 @@ def run_words(args: argparse.Namespace, *, runtime: Runtime, screen: Screen,
               takeover: TakeoverWatch | None, on_step: Callable[[StepRecord], object],
               supervisor: Supervisor | None = None) -> RunResult:
     """The agent loop with the budgets and model settings the command line asked for."""
-    from agent.loop import Budget, ModelSettings, run_agent
+    from deskpilot.agent.loop import Budget, ModelSettings, run_agent
 
     return run_agent(
         args.task, runtime=runtime, screen=screen, device=device, record=record,
@@ -492,7 +492,7 @@ def _kill_key(args: argparse.Namespace) -> str | None:
     """The kill-switch hotkey in pynput's syntax, or None for --kill-key off."""
     if args.kill_key.lower() in ("off", "none", ""):
         return None
-    from agent.takeover import parse_hotkey
+    from deskpilot.agent.takeover import parse_hotkey
 
     try:
         return parse_hotkey(args.kill_key)
@@ -509,7 +509,7 @@ def takeover_watch(kill_key: str | None, *, on_kill: Callable[[], None], keys: b
                     ) -> TakeoverWatch | None:
     """Listen for the person's own input and the kill switch; without them only after a warning.
     """
-    from agent.takeover import TakeoverWatch
+    from deskpilot.agent.takeover import TakeoverWatch
 
     try:
         return TakeoverWatch(kill_hotkey=kill_key, on_kill=on_kill, keys=keys).start()

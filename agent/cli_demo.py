@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agent.cli import EXIT_FAILED, EXIT_OK, UserError, print_step
-from agent.demo import EXPECTED, SCREEN, check_display, replay_xcalc
-from agent.rundir import RunDir, RunDirError, default_runs_root
-from grounding.xvfb import DisplayError, xvfb
+from deskpilot.agent.cli import EXIT_FAILED, EXIT_OK, UserError, print_step
+from deskpilot.agent.demo import EXPECTED, SCREEN, check_display, replay_xcalc
+from deskpilot.agent.rundir import RunDir, RunDirError, default_runs_root
+from deskpilot.grounding.xvfb import DisplayError, xvfb
 
 
 def run_demo(runs_dir: Path | None) -> int:

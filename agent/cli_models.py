@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from agent.cli import EXIT_FAILED, EXIT_OK, UserError
-from models import catalog
-from models.tiny import TinyShape, write_tiny_pair
+from deskpilot.agent.cli import EXIT_FAILED, EXIT_OK, UserError
+from deskpilot.models import catalog
+from deskpilot.models.tiny import TinyShape, write_tiny_pair
 
 _SHAPE_FLAGS = ("text_embd", "text_layers", "text_heads", "text_kv_heads", "text_ff",
                 "vision_embd", "vision_layers", "vision_heads", "vision_ff", "max_patches")

@@ -10,13 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.taskfile import Task, TaskFileError, load_tasks
-from agent.taskrecords import ScriptStep, SuiteResult, TaskResult
+from deskpilot.agent.taskfile import Task, TaskFileError, load_tasks
+from deskpilot.agent.taskrecords import ScriptStep, SuiteResult, TaskResult
 
 if TYPE_CHECKING:
-    from actions.approval import Approver
-    from grounding.windows import X11WindowProbe
-    from models.runtime import Runtime
+    from deskpilot.actions.approval import Approver
+    from deskpilot.grounding.windows import X11WindowProbe
+    from deskpilot.models.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +31,14 @@ def is_task_file(argument: str) -> bool:
 
 def run_task_files(args: argparse.Namespace) -> int:
     """Load every file (exit 2 on any problem, before anything runs), run them, report."""
-    from agent.cli import UserError
+    from deskpilot.agent.cli import UserError
 
     bad = [a for a in args.task if not is_task_file(a)]
     if bad:
         raise UserError(f"{bad[0]!r} is not a task file (.yaml/.yml); a task in words is one "
                         "quoted argument")
     if args.lane is not None:  # one task of a --concurrency run, in a child process
-        from agent.lanes import as_lane
+        from deskpilot.agent.lanes import as_lane
 
         as_lane(args)
     try:
@@ -53,7 +53,7 @@ def run_task_files(args: argparse.Namespace) -> int:
         if path is not None and path.is_dir():
             raise UserError(f"{path} is a directory; give a file name")
     if args.concurrency > 1 and args.lane is None:
-        from agent.lanes import run_lanes
+        from deskpilot.agent.lanes import run_lanes
 
         return run_lanes(tasks, args)
     new_display = args.xvfb or (args.headless and not os.environ.get("DISPLAY"))
@@ -64,18 +64,18 @@ def run_task_files(args: argparse.Namespace) -> int:
 
 
 def _run(tasks: list[Task], args: argparse.Namespace, *, new_display: bool) -> int:
-    from actions.executor import PyAutoGuiDevice
-    from agent.cache import CacheMode
-    from agent.cli import UserError, _temperature
-    from agent.headless import run_display
-    from agent.loop import ModelSettings, SystemClock
-    from agent.rundir import default_runs_root
-    from agent.steps import ModelAccess
-    from agent.taskrun import Services, run_suite
-    from grounding.capture import CaptureError, MssScreen
-    from grounding.ocr import RapidOcrReader
-    from grounding.xvfb import DisplayError
-    from models.runtime import Mode
+    from deskpilot.actions.executor import PyAutoGuiDevice
+    from deskpilot.agent.cache import CacheMode
+    from deskpilot.agent.cli import UserError, _temperature
+    from deskpilot.agent.headless import run_display
+    from deskpilot.agent.loop import ModelSettings, SystemClock
+    from deskpilot.agent.rundir import default_runs_root
+    from deskpilot.agent.steps import ModelAccess
+    from deskpilot.agent.taskrun import Services, run_suite
+    from deskpilot.grounding.capture import CaptureError, MssScreen
+    from deskpilot.grounding.ocr import RapidOcrReader
+    from deskpilot.grounding.xvfb import DisplayError
+    from deskpilot.models.runtime import Mode
 
     opener = model_opener(args) if any(t.needs_model for t in tasks) else None
     model = ModelAccess(opener, ModelSettings(mode=Mode(args.mode), max_patches=args.max_patches,
@@ -118,7 +118,7 @@ def _run(tasks: list[Task], args: argparse.Namespace, *, new_display: bool) -> i
 
 def approver_for(*, headless: bool) -> Approver:
     """Who approves sensitive actions: nobody when headless, else the person at this terminal."""
-    from actions.approval import DenyAll, TerminalApprover
+    from deskpilot.actions.approval import DenyAll, TerminalApprover
 
     if headless or not sys.stdin.isatty():
         return DenyAll()
@@ -127,7 +127,7 @@ def approver_for(*, headless: bool) -> Approver:
 
 def window_probe(display: str) -> X11WindowProbe | None:
     """The X11 window probe; without it window scope and terminal detection fail closed."""
-    from grounding.windows import WindowProbeError, X11WindowProbe
+    from deskpilot.grounding.windows import WindowProbeError, X11WindowProbe
 
     try:
         return X11WindowProbe(display)
@@ -138,9 +138,9 @@ def window_probe(display: str) -> X11WindowProbe | None:
 
 def model_opener(args: argparse.Namespace) -> Callable[[], Runtime]:
     """Check now that a model can be had (exit 2 if not); open it on the first model step."""
-    from agent.cli import UserError
-    from agent.runtimes import open_runtime
-    from models.catalog import DEFAULT_MODEL, ModelError, resolve_model
+    from deskpilot.agent.cli import UserError
+    from deskpilot.agent.runtimes import open_runtime
+    from deskpilot.models.catalog import DEFAULT_MODEL, ModelError, resolve_model
 
     if args.replay is None and args.backend != "openai" and args.model != "tiny":
         try:
@@ -149,7 +149,7 @@ def model_opener(args: argparse.Namespace) -> Callable[[], Runtime]:
             raise UserError(f"these tasks have model steps: {exc}") from None
 
     def opener() -> Runtime:
-        from models.timeout import TimeoutRuntime
+        from deskpilot.models.timeout import TimeoutRuntime
 
         return TimeoutRuntime(open_runtime(model=args.model, mmproj=args.mmproj,
                                            replay=args.replay, n_ctx=args.n_ctx,
@@ -174,9 +174,9 @@ def _print_result(result: TaskResult) -> None:
 
 def write_outputs(suite: SuiteResult, args: argparse.Namespace) -> int:
     """Print the totals, write the files asked for; return the exit code of the suite."""
-    from agent.junit import write_junit
-    from agent.report import write_report
-    from agent.summary import write_summary
+    from deskpilot.agent.junit import write_junit
+    from deskpilot.agent.report import write_report
+    from deskpilot.agent.summary import write_summary
 
     counts = suite.counts()
     print(f"\n{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors "
@@ -191,7 +191,7 @@ def write_outputs(suite: SuiteResult, args: argparse.Namespace) -> int:
         index = write_report(args.report, suite)
         print(f"report:  {index}")
     if args.result_json is not None:  # for the parent of a --concurrency run
-        from agent.lanes import write_lane_result
+        from deskpilot.agent.lanes import write_lane_result
 
         write_lane_result(args.result_json, suite)
     return EXIT_OK if suite.passed else EXIT_FAILED

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from agent.cli import (
+from deskpilot.agent.cli import (
     EXIT_FAILED,
     gate_for_words,
     open_words_runtime,
@@ -14,23 +14,23 @@ from agent.cli import (
     run_words,
     write_run_header,
 )
-from agent.records import RunResult
-from agent.supervise import Controls
+from deskpilot.agent.records import RunResult
+from deskpilot.agent.supervise import Controls
 
 if TYPE_CHECKING:
-    from actions.executor import InputDevice
-    from agent.rundir import RunDir
-    from grounding.capture import Screen
-    from tui.app import Session
+    from deskpilot.actions.executor import InputDevice
+    from deskpilot.agent.rundir import RunDir
+    from deskpilot.grounding.capture import Screen
+    from deskpilot.tui.app import Session
 
 
 def run_in_tui(args: argparse.Namespace, *, screen: Screen, record: RunDir,
                device: InputDevice | None, kill_key: str | None) -> int:
     """Open the interface, run the task in its worker, print the outcome after it closes."""
-    from agent.cli import takeover_watch
-    from agent.takeover import describe_hotkey
-    from tui.app import RunInfo
-    from tui.launch import supervise
+    from deskpilot.agent.cli import takeover_watch
+    from deskpilot.agent.takeover import describe_hotkey
+    from deskpilot.tui.app import RunInfo
+    from deskpilot.tui.launch import supervise
 
     controls = Controls()
     takeover = None if device is None else takeover_watch(

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.loop import Budget, run_agent
-from agent.records import RunResult, StepRecord
-from agent.rundir import RunDir
-from grounding.capture import MssScreen
-from grounding.xvfb import launched
-from models.scripted import ScriptedRuntime
+from deskpilot.agent.loop import Budget, run_agent
+from deskpilot.agent.records import RunResult, StepRecord
+from deskpilot.agent.rundir import RunDir
+from deskpilot.grounding.capture import MssScreen
+from deskpilot.grounding.xvfb import launched
+from deskpilot.models.scripted import ScriptedRuntime
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ EXPECTED = "15"
 
 def recorded_replies() -> Path:
     """The packaged recording of the xcalc run."""
-    return Path(str(resources.files("agent") / "data" / "xcalc_7_plus_8.jsonl"))
+    return Path(str(resources.files("deskpilot.agent") / "data" / "xcalc_7_plus_8.jsonl"))
 
 
 def xcalc_argv(title: str, at: tuple[int, int]) -> list[str]:
@@ -98,8 +98,8 @@ def replay_xcalc(display: str, record: RunDir, *,
                  on_step: Callable[[StepRecord], None] | None = None) -> Replay:
     """Start the demo's xcalc on ``display`` and replay the recording through the real loop:
     real screenshots, validation and pyautogui clicks. ``DISPLAY`` must already name it."""
-    from actions.executor import PyAutoGuiDevice
-    from grounding.capture import MssScreen
+    from deskpilot.actions.executor import PyAutoGuiDevice
+    from deskpilot.grounding.capture import MssScreen
 
     with launched(xcalc_argv("deskpilot-calc", CALC_AT), display, window="deskpilot-calc"):
         screen = MssScreen()

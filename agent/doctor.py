@@ -19,7 +19,7 @@ class Check:
 
 
 def _display() -> Check:
-    from grounding.capture import CaptureError, list_monitors
+    from deskpilot.grounding.capture import CaptureError, list_monitors
 
     if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
         return Check("display", False, "DISPLAY is not set",
@@ -63,7 +63,7 @@ def _llama() -> Check:
 
 
 def _models() -> Check:
-    from models import catalog
+    from deskpilot.models import catalog
 
     rows = catalog.list_entries()
     present = [r for r in rows if r.status == "present"]

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from actions.approval import Approver
-from actions.parse import ActionError
-from actions.policy import Category, Concern, Policy
-from actions.resolved import Resolved
-from actions.types import AnyAction, Hold, Key, Type, summarize
-from agent.rundir import RunDir
-from grounding.capture import Frame
+from deskpilot.actions.approval import Approver
+from deskpilot.actions.parse import ActionError
+from deskpilot.actions.policy import Category, Concern, Policy
+from deskpilot.actions.resolved import Resolved
+from deskpilot.actions.types import AnyAction, Hold, Key, Type, summarize
+from deskpilot.agent.rundir import RunDir
+from deskpilot.grounding.capture import Frame
 
 log = logging.getLogger(__name__)
 

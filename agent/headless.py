@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from grounding.xvfb import xvfb
+from deskpilot.grounding.xvfb import xvfb
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """``deskpilot run FILE... --concurrency N``: up to N task files at once, one process each.
 
-Each task runs in a child process (``python -m agent``) on a private Xvfb display of its own,
+Each task runs in a child process (``python -P -m deskpilot``) on a private Xvfb display of its own,
 not in a thread: pyautogui binds to the first X display its process sees, and the capture and
 input code read the process-wide ``DISPLAY``, so two tasks in one process would act on one
 screen. The parent only schedules, reports progress and writes the one JUnit file, summary and
@@ -39,9 +39,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.summary import write_private
-from agent.taskfile import Task
-from agent.taskrecords import SuiteResult, TaskResult, TaskStatus
+from deskpilot.agent.summary import write_private
+from deskpilot.agent.taskfile import Task
+from deskpilot.agent.taskrecords import SuiteResult, TaskResult, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def as_lane(args: argparse.Namespace, *, watch_parent: bool = True) -> None:
 
     With ``watch_parent``, the child stops itself (as on SIGTERM) once its parent is gone.
     """
-    from agent.cli import UserError
+    from deskpilot.agent.cli import UserError
 
     if not 0 <= args.lane < len(args.task):
         raise UserError(f"--lane {args.lane}: there are {len(args.task)} task files")
@@ -138,7 +138,7 @@ class _Lane:
 
 def run_lanes(tasks: Sequence[Task], args: argparse.Namespace) -> int:
     """Run the (loaded, valid) tasks up to ``args.concurrency`` at once; write one report."""
-    from agent.cli_tasks import write_outputs
+    from deskpilot.agent.cli_tasks import write_outputs
 
     _check_can_run(tasks, args)
     width = min(args.concurrency, len(tasks))
@@ -182,8 +182,8 @@ def run_lanes(tasks: Sequence[Task], args: argparse.Namespace) -> int:
 
 def _check_can_run(tasks: Sequence[Task], args: argparse.Namespace) -> None:
     """Refuse (exit 2) what would fail in every child, before any starts."""
-    from agent.cli import UserError
-    from agent.cli_tasks import model_opener
+    from deskpilot.agent.cli import UserError
+    from deskpilot.agent.cli_tasks import model_opener
 
     if any(t.needs_model for t in tasks):
         if args.replay is None and args.backend != "openai":
@@ -201,8 +201,8 @@ def _check_can_run(tasks: Sequence[Task], args: argparse.Namespace) -> None:
 
 def _lanes_dir(args: argparse.Namespace) -> Path:
     """A private directory for the children's logs and result files, beside the runs."""
-    from agent.cli import UserError
-    from agent.rundir import default_runs_root
+    from deskpilot.agent.cli import UserError
+    from deskpilot.agent.rundir import default_runs_root
 
     root = args.runs_dir or default_runs_root()
     path = root / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}-concurrency"
@@ -216,7 +216,7 @@ def _lanes_dir(args: argparse.Namespace) -> Path:
 
 
 def _start(index: int, task: Task, args: argparse.Namespace, logs: Path) -> _Lane:
-    from agent.taskrun import slug
+    from deskpilot.agent.taskrun import slug
 
     stem = f"{index + 1:03d}-{slug(task.name)}"
     log_path, result = logs / f"{stem}.log", logs / f"{stem}.result.json"
@@ -226,7 +226,7 @@ def _start(index: int, task: Task, args: argparse.Namespace, logs: Path) -> _Lan
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", *lane_argv(args.argv, index, result)],
+            [sys.executable, "-P", "-m", "deskpilot", *lane_argv(args.argv, index, result)],
             stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env,
             # Its own session: Ctrl+C in the terminal reaches the parent only, which stops the
             # children in order; and the child's Xvfb shares its process group (see _exited).

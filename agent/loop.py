@@ -12,23 +12,23 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from actions.executor import InputDevice, Interrupted, execute
-from actions.parse import ActionError, parse_action
-from actions.schema import action_grammar, describe_actions, max_answer_chars
-from actions.types import TERMINAL_ACTIONS, AnyAction, Done, Fail, Wait, summarize
-from actions.validate import validate
-from agent.gate import ActionDenied, Gate, describe
-from agent.loopguard import LoopGuard, action_key
-from agent.records import Outcome, RunResult, Status, StepRecord, Timings
-from agent.rundir import RunDir, RunDirError
-from agent.supervise import Points, Supervisor, Verdict
-from agent.takeover import TakeoverWatch
-from agent.zoomstep import Zoomed, zoom_in
-from grounding.capture import CaptureError, Frame, Screen
-from grounding.geometry import Point, View
-from grounding.preprocess import DEFAULT_MAX_PATCHES, ModelImage, prepare
-from models.prompt import agent_prompt
-from models.runtime import Mode, Reply, Request, Runtime, RuntimeFailure
+from deskpilot.actions.executor import InputDevice, Interrupted, execute
+from deskpilot.actions.parse import ActionError, parse_action
+from deskpilot.actions.schema import action_grammar, describe_actions, max_answer_chars
+from deskpilot.actions.types import TERMINAL_ACTIONS, AnyAction, Done, Fail, Wait, summarize
+from deskpilot.actions.validate import validate
+from deskpilot.agent.gate import ActionDenied, Gate, describe
+from deskpilot.agent.loopguard import LoopGuard, action_key
+from deskpilot.agent.records import Outcome, RunResult, Status, StepRecord, Timings
+from deskpilot.agent.rundir import RunDir, RunDirError
+from deskpilot.agent.supervise import Points, Supervisor, Verdict
+from deskpilot.agent.takeover import TakeoverWatch
+from deskpilot.agent.zoomstep import Zoomed, zoom_in
+from deskpilot.grounding.capture import CaptureError, Frame, Screen
+from deskpilot.grounding.geometry import Point, View
+from deskpilot.grounding.preprocess import DEFAULT_MAX_PATCHES, ModelImage, prepare
+from deskpilot.models.prompt import agent_prompt
+from deskpilot.models.runtime import Mode, Reply, Request, Runtime, RuntimeFailure
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from actions.types import AnyAction
-from grounding.stable import changed, thumbnail
+from deskpilot.actions.types import AnyAction
+from deskpilot.grounding.stable import changed, thumbnail
 
 BOX_DECIMALS = 2
 """Boxes are rounded to this many decimals in an action key."""

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from agent.records import Outcome, StepRecord
-from agent.summary import write_private
-from agent.taskrecords import ScriptStep, SuiteResult, TaskResult, TaskStatus
+from deskpilot.agent.records import Outcome, StepRecord
+from deskpilot.agent.summary import write_private
+from deskpilot.agent.taskrecords import ScriptStep, SuiteResult, TaskResult, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def _header(suite: SuiteResult) -> str:
 
 def render_report(suite: SuiteResult) -> str:
     """The report page as one HTML string."""
-    css = (resources.files("agent") / "data" / "report.css").read_text(encoding="utf-8")
+    css = (resources.files("deskpilot.agent") / "data" / "report.css").read_text(encoding="utf-8")
     verdict = "passed" if suite.passed else "failed"
     counts = suite.counts()
     title = f"deskpilot run — {verdict} ({counts['passed']}/{len(suite.tasks)} passed)"

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from agent.records import RunResult, StepRecord
+from deskpilot.agent.records import RunResult, StepRecord
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.runtime import Runtime
+from deskpilot.models.runtime import Runtime
 
 if TYPE_CHECKING:
-    from models.openai import Constraint
+    from deskpilot.models.openai import Constraint
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def check_backend(backend: str, base_url: str | None, *, model: str | None,
                   environ: Mapping[str, str] = os.environ) -> str | None:
     """The server's API root for backend ``openai`` (``base_url``, else $DESKPILOT_BASE_URL),
     checked; None for ``llamacpp``. A ValueError says, in the CLI's words, what is wrong."""
-    from models.serving import BASE_URL_VARIABLE, parse_base_url
+    from deskpilot.models.serving import BASE_URL_VARIABLE, parse_base_url
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
@@ -60,25 +60,25 @@ def open_runtime(*, model: str | None, mmproj: Path | None, replay: Path | None,
     url = check_backend(backend, base_url, model=model, mmproj=mmproj, replay=replay,
                         constraint=constraint)
     if replay is not None:
-        from models.scripted import ScriptedRuntime
+        from deskpilot.models.scripted import ScriptedRuntime
 
         return ScriptedRuntime.from_jsonl(replay)
     if url is not None:
-        from models.openai import OpenAiRuntime
+        from deskpilot.models.openai import OpenAiRuntime
 
         assert model is not None  # check_backend insists on it
         return OpenAiRuntime(url, model, constraint=constraint or "grammar")
-    from models.llamacpp import LlamaCppRuntime
+    from deskpilot.models.llamacpp import LlamaCppRuntime
 
     if model == "tiny":
-        from models.tiny import ensure_tiny_pair
+        from deskpilot.models.tiny import ensure_tiny_pair
 
         # One cached pair serves every image budget: prepare() already keeps images inside
         # the projector's limits, so nothing depends on the pair's own maximum.
         pair = ensure_tiny_pair()
         log.info("tiny random-weight model at %s", pair.model.parent)
         return LlamaCppRuntime(pair.model, pair.mmproj, n_ctx=n_ctx, n_gpu_layers=gpu_layers)
-    from models.catalog import DEFAULT_MODEL, default_models_dir, resolve_model
+    from deskpilot.models.catalog import DEFAULT_MODEL, default_models_dir, resolve_model
 
     model_path, mmproj_path = resolve_model(model or DEFAULT_MODEL, mmproj,
                                             models_dir or default_models_dir())

@@ -12,23 +12,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actions.executor import InputDevice, execute
-from actions.parse import ActionError
-from actions.types import AnyAction
-from actions.validate import validate
-from agent.cache import GroundingCache
-from agent.gate import Gate, describe
-from agent.loop import Clock, ModelSettings
-from agent.records import StepRecord
-from agent.rundir import RunDir
-from agent.taskfile import Task, redact, substitute
-from agent.taskrecords import Source
-from grounding.capture import Frame, Screen
-from grounding.geometry import PixelBox, View
-from grounding.ocr import TextReader
-from grounding.stable import wait_stable
-from grounding.textmatch import AmbiguousText, TextLookupError, TextMatch, find_text
-from models.runtime import Reply, Request, Runtime
+from deskpilot.actions.executor import InputDevice, execute
+from deskpilot.actions.parse import ActionError
+from deskpilot.actions.types import AnyAction
+from deskpilot.actions.validate import validate
+from deskpilot.agent.cache import GroundingCache
+from deskpilot.agent.gate import Gate, describe
+from deskpilot.agent.loop import Clock, ModelSettings
+from deskpilot.agent.records import StepRecord
+from deskpilot.agent.rundir import RunDir
+from deskpilot.agent.taskfile import Task, redact, substitute
+from deskpilot.agent.taskrecords import Source
+from deskpilot.grounding.capture import Frame, Screen
+from deskpilot.grounding.geometry import PixelBox, View
+from deskpilot.grounding.ocr import TextReader
+from deskpilot.grounding.stable import wait_stable
+from deskpilot.grounding.textmatch import AmbiguousText, TextLookupError, TextMatch, find_text
+from deskpilot.models.runtime import Reply, Request, Runtime
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from agent import steps_act, steps_check, steps_model
-from agent.stepkit import Draft, ModelAccess, StepContext, StepFailed
-from agent.taskfile import Step, redact
-from agent.taskrecords import ScriptStep
+from deskpilot.agent import steps_act, steps_check, steps_model
+from deskpilot.agent.stepkit import Draft, ModelAccess, StepContext, StepFailed
+from deskpilot.agent.taskfile import Step, redact
+from deskpilot.agent.taskrecords import ScriptStep
 
 __all__ = ["ModelAccess", "StepContext", "StepFailed", "run_step"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from actions.types import MAX_TYPE_CHARS, Click, Key, Scroll, Type
-from agent.cache import CacheMode, Hit, Stale, cache_key, replay
-from agent.stepkit import (
+from deskpilot.actions.types import MAX_TYPE_CHARS, Click, Key, Scroll, Type
+from deskpilot.agent.cache import CacheMode, Hit, Stale, cache_key, replay
+from deskpilot.agent.stepkit import (
     Draft,
     StepContext,
     StepFailed,
@@ -19,14 +19,14 @@ from agent.stepkit import (
     point_box,
     read_text,
 )
-from agent.taskfile import Step
-from agent.taskrecords import Source
-from grounding.capture import Frame
-from grounding.geometry import PixelBox, Region
-from grounding.preprocess import prepare
-from grounding.template import FlatSnippet, cut
-from grounding.textmatch import TextLookupError
-from models import asks
+from deskpilot.agent.taskfile import Step
+from deskpilot.agent.taskrecords import Source
+from deskpilot.grounding.capture import Frame
+from deskpilot.grounding.geometry import PixelBox, Region
+from deskpilot.grounding.preprocess import prepare
+from deskpilot.grounding.template import FlatSnippet, cut
+from deskpilot.grounding.textmatch import TextLookupError
+from deskpilot.models import asks
 
 
 def _read_text(ctx: StepContext, draft: Draft, frame: Frame, query: str,

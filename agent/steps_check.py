@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.stepkit import (
+from deskpilot.agent.stepkit import (
     POLL_S,
     Draft,
     StepContext,
@@ -18,12 +18,12 @@ from agent.stepkit import (
     lap,
     read_text,
 )
-from agent.taskfile import Step
-from agent.taskrecords import Source
-from grounding.capture import Frame
-from grounding.geometry import PixelBox
-from grounding.textmatch import AmbiguousText, TextLookupError
-from grounding.visual import compare, load_png, save_png
+from deskpilot.agent.taskfile import Step
+from deskpilot.agent.taskrecords import Source
+from deskpilot.grounding.capture import Frame
+from deskpilot.grounding.geometry import PixelBox
+from deskpilot.grounding.textmatch import AmbiguousText, TextLookupError
+from deskpilot.grounding.visual import compare, load_png, save_png
 
 
 def _poll_text(step: Step, ctx: StepContext, draft: Draft, *, want: bool,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from agent.loop import Budget, run_agent
-from agent.rundir import RunDir
-from agent.stepkit import Draft, StepContext, StepFailed, grab, keep, lap
-from agent.taskfile import Step
-from agent.taskrecords import Source
-from grounding.preprocess import prepare
-from models import asks
+from deskpilot.agent.loop import Budget, run_agent
+from deskpilot.agent.rundir import RunDir
+from deskpilot.agent.stepkit import Draft, StepContext, StepFailed, grab, keep, lap
+from deskpilot.agent.taskfile import Step
+from deskpilot.agent.taskrecords import Source
+from deskpilot.grounding.preprocess import prepare
+from deskpilot.models import asks
 
 
 def do(step: Step, ctx: StepContext, draft: Draft) -> None:

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent.taskrecords import SuiteResult
-from grounding.visual import write_atomic
+from deskpilot.agent.taskrecords import SuiteResult
+from deskpilot.grounding.visual import write_atomic
 
 
 def write_private(path: Path, data: bytes) -> None:

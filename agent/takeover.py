@@ -208,7 +208,7 @@ class TakeoverWatch:
         thread races python-xlib on one connection (seen in the tests as a connection the
         server closed), and a process can simply be ended.
         """
-        argv = [sys.executable, "-m", "agent.takeover"]
+        argv = [sys.executable, "-P", "-m", "deskpilot.agent.takeover"]
         self._proc = subprocess.Popen(
             argv if self._kill_hotkey is None else [*argv, self._kill_hotkey],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,

@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from actions.keys import ChordError, UnknownKeyError, parse_chord
-from actions.types import MAX_SCROLL, MAX_TYPE_CHARS
+from deskpilot.actions.keys import ChordError, UnknownKeyError, parse_chord
+from deskpilot.actions.types import MAX_SCROLL, MAX_TYPE_CHARS
 
 # Names the ``allow`` list may use: the sensitive action classes a task may take unattended.
 ALLOW_NAMES = ("sensitive_keys", "sensitive_clicks", "terminal_typing", "secret_typing")

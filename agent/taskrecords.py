@@ -12,8 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from agent.records import StepRecord
-from grounding.geometry import PixelBox
+from deskpilot.agent.records import StepRecord
+from deskpilot.grounding.geometry import PixelBox
 
 
 class Source(StrEnum):

@@ -16,22 +16,22 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actions.approval import Approver, DenyAll
-from actions.executor import InputDevice, release_all
-from actions.policy import Policy, Scope
-from agent.cache import CacheMode, GroundingCache
-from agent.gate import Gate
-from agent.loop import Clock
-from agent.rundir import RunDir
-from agent.steps import ModelAccess, StepContext, run_step
-from agent.taskfile import Task, WaitForWindow, redact, substitute
-from agent.taskrecords import ScriptStep, SuiteResult, TaskResult, TaskStatus
-from grounding.capture import CaptureError, Screen
-from grounding.ocr import OcrError, TextReader
-from grounding.textmatch import TextLookupError, find_text
-from grounding.windows import WindowProbe
-from grounding.xvfb import DisplayError, stop_process, wait_for_window
-from models.runtime import RuntimeFailure
+from deskpilot.actions.approval import Approver, DenyAll
+from deskpilot.actions.executor import InputDevice, release_all
+from deskpilot.actions.policy import Policy, Scope
+from deskpilot.agent.cache import CacheMode, GroundingCache
+from deskpilot.agent.gate import Gate
+from deskpilot.agent.loop import Clock
+from deskpilot.agent.rundir import RunDir
+from deskpilot.agent.steps import ModelAccess, StepContext, run_step
+from deskpilot.agent.taskfile import Task, WaitForWindow, redact, substitute
+from deskpilot.agent.taskrecords import ScriptStep, SuiteResult, TaskResult, TaskStatus
+from deskpilot.grounding.capture import CaptureError, Screen
+from deskpilot.grounding.ocr import OcrError, TextReader
+from deskpilot.grounding.textmatch import TextLookupError, find_text
+from deskpilot.grounding.windows import WindowProbe
+from deskpilot.grounding.xvfb import DisplayError, stop_process, wait_for_window
+from deskpilot.models.runtime import RuntimeFailure
 
 log = logging.getLogger(__name__)
 

@@ -11,15 +11,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from actions.resolved import Resolved
-from actions.types import Click, Drag, Move, Scroll
-from actions.validate import validate
-from grounding.capture import Frame
-from grounding.geometry import View, box_center
-from grounding.preprocess import prepare
-from grounding.zoom import plan_zoom, refine_box
-from models.asks import AskError, locate_request, parse_locate
-from models.runtime import Runtime
+from deskpilot.actions.resolved import Resolved
+from deskpilot.actions.types import Click, Drag, Move, Scroll
+from deskpilot.actions.validate import validate
+from deskpilot.grounding.capture import Frame
+from deskpilot.grounding.geometry import View, box_center
+from deskpilot.grounding.preprocess import prepare
+from deskpilot.grounding.zoom import plan_zoom, refine_box
+from deskpilot.models.asks import AskError, locate_request, parse_locate
+from deskpilot.models.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Screens, coordinate spaces and model images: from a screenshot to a click and back."""
 
-from grounding.capture import (
+from deskpilot.grounding.capture import (
     CaptureError,
     FakeScreen,
     Frame,
@@ -9,7 +9,7 @@ from grounding.capture import (
     bgra_to_rgb,
     list_monitors,
 )
-from grounding.geometry import (
+from deskpilot.grounding.geometry import (
     Point,
     Region,
     ScreenGeometry,
@@ -20,7 +20,7 @@ from grounding.geometry import (
     norm_to_screen,
     screen_to_norm,
 )
-from grounding.preprocess import (
+from deskpilot.grounding.preprocess import (
     DEFAULT_MAX_PATCHES,
     DEFAULT_MIN_PATCHES,
     DEFAULT_PATCH,

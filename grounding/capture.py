@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from grounding.geometry import ScreenGeometry
+from deskpilot.grounding.geometry import ScreenGeometry
 
 if TYPE_CHECKING:
     from mss.base import MSS

@@ -29,8 +29,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from grounding.capture import CaptureError, Frame, Screen
-from grounding.geometry import ScreenGeometry
+from deskpilot.grounding.capture import CaptureError, Frame, Screen
+from deskpilot.grounding.geometry import ScreenGeometry
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from grounding.geometry import PixelBox
+from deskpilot.grounding.geometry import PixelBox
 
 if TYPE_CHECKING:
     from rapidocr import RapidOCR

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from grounding.capture import Frame
-from grounding.geometry import Region, View
+from deskpilot.grounding.capture import Frame
+from deskpilot.grounding.geometry import Region, View
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from grounding.capture import Frame, Screen
+from deskpilot.grounding.capture import Frame, Screen
 
 if TYPE_CHECKING:
-    from agent.loop import Clock
+    from deskpilot.agent.loop import Clock
 
 _STRIDE = 4           # compare every 4th pixel each way: 1/16 of the work, still sees a caret
 _CHANGE_LEVEL = 8     # grey-level difference that counts as a change (below: encoder noise)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from grounding.geometry import PixelBox
+from deskpilot.grounding.geometry import PixelBox
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from grounding.ocr import PixelBox, TextLine, box_centre_inside
+from deskpilot.grounding.ocr import PixelBox, TextLine, box_centre_inside
 
 How = Literal["exact", "casefold", "fuzzy"]
 

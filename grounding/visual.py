@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from grounding.template import PixelBox
+from deskpilot.grounding.template import PixelBox
 
 _CHANGED = np.array([255, 0, 0], dtype=np.uint8)        # changed pixels in the diff picture
 _BOX_OUTLINE = np.array([255, 255, 0], dtype=np.uint8)  # the changed box: yellow stands out

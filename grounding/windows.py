@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
 
-from grounding.geometry import PixelBox
+from deskpilot.grounding.geometry import PixelBox
 
 if TYPE_CHECKING:
     from Xlib.display import Display

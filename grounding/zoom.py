@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from grounding.geometry import (
+from deskpilot.grounding.geometry import (
     Point,
     Region,
     ScreenGeometry,
@@ -20,7 +20,7 @@ from grounding.geometry import (
     box_to_screen,
     screen_to_norm,
 )
-from grounding.preprocess import DEFAULT_MIN_PATCHES, DEFAULT_PATCH, fit_to_patches
+from deskpilot.grounding.preprocess import DEFAULT_MIN_PATCHES, DEFAULT_PATCH, fit_to_patches
 
 NormBox = tuple[float, float, float, float]
 """A normalized ``(x1, y1, x2, y2)`` box in the image the model saw."""

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.native import silence_native_logs
-from models.prompt import DIRECT_TOKEN, IMAGE_MARKER, THINK_CLOSE, THINK_OPEN, render_chat
-from models.runtime import Mode, Reply, Request, RuntimeFailure
+from deskpilot.models.native import silence_native_logs
+from deskpilot.models.prompt import DIRECT_TOKEN, IMAGE_MARKER, THINK_CLOSE, THINK_OPEN, render_chat
+from deskpilot.models.runtime import Mode, Reply, Request, RuntimeFailure
 
 if TYPE_CHECKING:
     from llama_cpp import LlamaGrammar
 
-    from grounding.preprocess import ModelImage
+    from deskpilot.grounding.preprocess import ModelImage
 
 log = logging.getLogger(__name__)
 

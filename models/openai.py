@@ -61,7 +61,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from models.openai_http import (
+from deskpilot.models.openai_http import (
     MAX_BODY_BYTES,
     Fatal,
     Generated,
@@ -72,9 +72,9 @@ from models.openai_http import (
     read_stream,
     refuse,
 )
-from models.prompt import DIRECT_TOKEN, IMAGE_MARKER, THINK_CLOSE, THINK_OPEN, split_reply
-from models.runtime import Mode, Reply, Request, RuntimeFailure
-from models.serving import (
+from deskpilot.models.prompt import DIRECT_TOKEN, IMAGE_MARKER, THINK_CLOSE, THINK_OPEN, split_reply
+from deskpilot.models.runtime import Mode, Reply, Request, RuntimeFailure
+from deskpilot.models.serving import (
     JPEG_QUALITY,
     api_key_from_env,
     auto_grammar,

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.serving import Endpoint
+from deskpilot.models.serving import Endpoint
 
 MAX_BODY_BYTES = 16 << 20  # a chat completion is kilobytes; more is not a reply to read
 _SNIPPET_CHARS = 200

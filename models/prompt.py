@@ -19,7 +19,7 @@ import jinja2.ext
 import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from models.runtime import Mode
+from deskpilot.models.runtime import Mode
 
 IMAGE_MARKER = "<image>"
 DIRECT_TOKEN = "<|dummy_84|>"

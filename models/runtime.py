@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from grounding.preprocess import ModelImage
+    from deskpilot.grounding.preprocess import ModelImage
 
 
 class Mode(StrEnum):

@@ -8,8 +8,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from models.prompt import THINK_CLOSE, THINK_OPEN
-from models.runtime import Reply, Request, RuntimeFailure
+from deskpilot.models.prompt import THINK_CLOSE, THINK_OPEN
+from deskpilot.models.runtime import Reply, Request, RuntimeFailure
 
 log = logging.getLogger(__name__)
 

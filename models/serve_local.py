@@ -43,8 +43,8 @@ class LocalServer:
 
 def serving_copy(directory: Path) -> tuple[Path, Path]:
     """The tiny pair made servable: ``(text GGUF with the serving template, mmproj)``."""
-    from models.serving import serving_template
-    from models.tiny import CHAT_TEMPLATE, ensure_tiny_pair
+    from deskpilot.models.serving import serving_template
+    from deskpilot.models.tiny import CHAT_TEMPLATE, ensure_tiny_pair
 
     pair = ensure_tiny_pair()
     directory.mkdir(parents=True, exist_ok=True)

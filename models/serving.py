@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from models.prompt import DIRECT_TOKEN, IMAGE_MARKER, THINK_CLOSE, THINK_OPEN
+from deskpilot.models.prompt import DIRECT_TOKEN, IMAGE_MARKER, THINK_CLOSE, THINK_OPEN
 
 if TYPE_CHECKING:
-    from grounding.preprocess import ModelImage
+    from deskpilot.grounding.preprocess import ModelImage
 
 API_KEY_VARIABLES = ("DESKPILOT_API_KEY", "OPENAI_API_KEY")
 BASE_URL_VARIABLE = "DESKPILOT_BASE_URL"
@@ -210,9 +210,9 @@ def json_schema_for(grammar: str) -> dict[str, Any] | None:
     or more kinds of action (actions.schema) or a query's value (models.asks). It is the
     pydantic models' own schema, so it bounds numbers by value, not by digits as the grammar
     does. None for any other grammar, such as a check's bare ``yes``/``no`` (not JSON)."""
-    from actions.schema import action_grammar
-    from actions.types import ACTION_TYPES, tag_of
-    from models.asks import MAX_VALUE_CHARS, VALUE_GRAMMAR
+    from deskpilot.actions.schema import action_grammar
+    from deskpilot.actions.types import ACTION_TYPES, tag_of
+    from deskpilot.models.asks import MAX_VALUE_CHARS, VALUE_GRAMMAR
 
     if grammar == VALUE_GRAMMAR:
         return {"type": "object", "additionalProperties": False, "required": ["value"],

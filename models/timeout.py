@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from models.runtime import Reply, Request, Runtime, RuntimeFailure
+from deskpilot.models.runtime import Reply, Request, Runtime, RuntimeFailure
 
 log = logging.getLogger(__name__)
 

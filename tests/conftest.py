@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from grounding.xvfb import xvfb
-from models.serve_local import LocalServer
+from deskpilot.grounding.xvfb import xvfb
+from deskpilot.models.serve_local import LocalServer
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +39,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServ
     :func:`models.serving.serving_template` stamped in, as docs/scaling.md tells users to.
     The server logs each rendered prompt (``.log``), which the tests read back.
     """
-    from models.serve_local import ServerError, local_server
+    from deskpilot.models.serve_local import ServerError, local_server
 
     try:
         with local_server(tmp_path_factory.mktemp("llama-server"), timeout_s=60,

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from agent.bench_model import (
+from deskpilot.agent.bench_model import (
     BenchError,
     bench_model,
     bench_shape,
     estimate_pair_bytes,
     prepare_pair,
 )
-from models.tiny import write_tiny_pair
+from deskpilot.models.tiny import write_tiny_pair
 
 MODES = ("direct", "reasoning")
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from grounding.capture import CaptureError, Frame, MssScreen, list_monitors
-from grounding.geometry import ScreenGeometry
-from grounding.xvfb import launched
+from deskpilot.grounding.capture import CaptureError, Frame, MssScreen, list_monitors
+from deskpilot.grounding.geometry import ScreenGeometry
+from deskpilot.grounding.xvfb import launched
 
 pytestmark = pytest.mark.display
 

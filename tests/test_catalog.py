@@ -12,8 +12,8 @@ import huggingface_hub
 import pytest
 from huggingface_hub import constants, errors
 
-from models import catalog
-from models.catalog import (
+from deskpilot.models import catalog
+from deskpilot.models.catalog import (
     LOCK_FILENAME,
     ModelChecksumError,
     ModelDownloadError,

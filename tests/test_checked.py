@@ -7,9 +7,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from grounding.capture import CaptureError, FakeScreen
-from grounding.checked import BLANK_RANGE, CheckedScreen, is_blank
-from grounding.geometry import ScreenGeometry
+from deskpilot.grounding.capture import CaptureError, FakeScreen
+from deskpilot.grounding.checked import BLANK_RANGE, CheckedScreen, is_blank
+from deskpilot.grounding.geometry import ScreenGeometry
 
 W, H = 320, 200
 GEOMETRY = ScreenGeometry(0, 0, W, H)

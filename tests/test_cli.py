@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
-from grounding.xvfb import launched
+from deskpilot.agent.cli import main
+from deskpilot.grounding.xvfb import launched
 
 ROOT = Path(__file__).parent.parent
 
 
 def _deskpilot(*args: str, env: dict[str, str] | None = None,
                timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-P", "-m", "deskpilot", *args], capture_output=True,
                           text=True, cwd=ROOT, timeout=timeout, check=False,
                           env={**os.environ, **(env or {})})
 
@@ -49,7 +49,7 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_run_without_display_says_how_to_fix(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
-    out = subprocess.run([sys.executable, "-m", "agent", "run", "x", "--runs-dir",
+    out = subprocess.run([sys.executable, "-P", "-m", "deskpilot", "run", "x", "--runs-dir",
                           str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=env,
                          check=False, timeout=60)
     assert out.returncode == 2

@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.cache import CacheMode, GroundingCache, cache_key
-from agent.cli import build_parser, main
-from agent.lanes import as_lane, lane_argv, read_lane_result, write_lane_result
-from agent.records import Outcome, StepRecord, Timings
-from agent.taskrecords import ScriptStep, SuiteResult, TaskResult
-from grounding.template import cut
-from grounding.visual import save_png
-from models.serve_local import LocalServer as LlamaServer
+from deskpilot.agent.cache import CacheMode, GroundingCache, cache_key
+from deskpilot.agent.cli import build_parser, main
+from deskpilot.agent.lanes import as_lane, lane_argv, read_lane_result, write_lane_result
+from deskpilot.agent.records import Outcome, StepRecord, Timings
+from deskpilot.agent.taskrecords import ScriptStep, SuiteResult, TaskResult
+from deskpilot.grounding.template import cut
+from deskpilot.grounding.visual import save_png
+from deskpilot.models.serve_local import LocalServer as LlamaServer
 from tests.test_report import make_suite
 from tests.test_template import make_screen
 
@@ -83,7 +83,8 @@ steps:
 
 def deskpilot(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
-    return subprocess.run([sys.executable, "-m", "agent", "run", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-P", "-m", "deskpilot", "run", *map(str, args)],
+                          cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -212,7 +213,7 @@ def test_sigterm_stops_every_task_and_writes_the_reports_of_what_ran(tmp_path: P
     junit, runs = tmp_path / "junit.xml", tmp_path / "runs"
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
     parent = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", *map(str, files), "--headless",
+        [sys.executable, "-P", "-m", "deskpilot", "run", *map(str, files), "--headless",
          "--concurrency", "2", "--junit", str(junit), "--runs-dir", str(runs)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -408,8 +409,8 @@ def test_by_default_a_run_is_one_task_at_a_time() -> None:
 
 
 def test_bench_serve_writes_model_tasks_and_counts_their_model_steps(tmp_path: Path) -> None:
-    from agent.bench_serve import model_steps, write_tasks
-    from agent.taskfile import load_tasks
+    from deskpilot.agent.bench_serve import model_steps, write_tasks
+    from deskpilot.agent.taskfile import load_tasks
 
     tasks = load_tasks(write_tasks(tmp_path, 3, 2))
     assert [t.name for t in tasks] == ["bench reads 1", "bench reads 2", "bench reads 3"]

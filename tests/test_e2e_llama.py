@@ -17,19 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from actions.parse import parse_action
-from agent.loop import Budget, ModelSettings, run_agent
-from agent.records import Outcome
-from agent.rundir import RunDir
-from models.runtime import Mode
+from deskpilot.actions.parse import parse_action
+from deskpilot.agent.loop import Budget, ModelSettings, run_agent
+from deskpilot.agent.records import Outcome
+from deskpilot.agent.rundir import RunDir
+from deskpilot.models.runtime import Mode
 
 pytestmark = [pytest.mark.display, pytest.mark.llama]
 
 
 @pytest.fixture(scope="module")
 def tiny_runtime(tmp_path_factory: pytest.TempPathFactory):
-    from models.llamacpp import LlamaCppRuntime
-    from models.tiny import write_tiny_pair
+    from deskpilot.models.llamacpp import LlamaCppRuntime
+    from deskpilot.models.tiny import write_tiny_pair
 
     pair = write_tiny_pair(tmp_path_factory.mktemp("tiny"))
     runtime = LlamaCppRuntime(pair.model, pair.mmproj, n_ctx=8192)
@@ -45,8 +45,8 @@ def _pointer(display: str) -> tuple[int, int]:
 
 
 def test_tiny_model_drives_the_real_pointer(display: str, tiny_runtime, tmp_path: Path) -> None:
-    from actions.executor import PyAutoGuiDevice
-    from grounding.capture import MssScreen
+    from deskpilot.actions.executor import PyAutoGuiDevice
+    from deskpilot.grounding.capture import MssScreen
 
     screen = MssScreen()
     result = run_agent(

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.demo import check_display, replay_xcalc
-from agent.records import Outcome, Status
-from agent.rundir import RunDir
+from deskpilot.agent.demo import check_display, replay_xcalc
+from deskpilot.agent.records import Outcome, Status
+from deskpilot.agent.rundir import RunDir
 
 pytestmark = pytest.mark.display
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from actions.executor import (
+from deskpilot.actions.executor import (
     DRAG_SETTLE_S,
     DRAG_STEP_S,
     DRAG_STEPS,
@@ -21,9 +21,9 @@ from actions.executor import (
     execute,
     release_all,
 )
-from actions.keys import UnknownKeyError
-from actions.resolved import Resolved
-from actions.types import (
+from deskpilot.actions.keys import UnknownKeyError
+from deskpilot.actions.resolved import Resolved
+from deskpilot.actions.types import (
     AskUser,
     Click,
     Done,
@@ -36,7 +36,7 @@ from actions.types import (
     Type,
     Wait,
 )
-from grounding.geometry import Point
+from deskpilot.grounding.geometry import Point
 
 BOX = (0.4, 0.4, 0.6, 0.6)
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,7 +261,7 @@ def test_a_failed_release_does_not_stop_the_others(caplog: pytest.LogCaptureFixt
     # Calls: 0 ctrl down, 1 shift down, 2 a down, 3 a up (fails), then the final release:
     # 4 a up (fails again), 5 shift up, 6 ctrl up.
     device = RecordingDevice(fail_at={3, 4})
-    with caplog.at_level(logging.ERROR, logger="actions.executor"), \
+    with caplog.at_level(logging.ERROR, logger="deskpilot.actions.executor"), \
             pytest.raises(InjectedFailure, match="call 3:"):
         run(hold(("ctrl", "shift"), ("a",)), device)
     assert device.calls[4:] == [("key_up", "a"), ("key_up", "shift"), ("key_up", "ctrl")]

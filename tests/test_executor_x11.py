@@ -16,11 +16,11 @@ import pytest
 from Xlib import XK, X
 from Xlib.display import Display
 
-from actions.executor import PyAutoGuiDevice, execute, release_all
-from actions.keys import KEY_NAMES
-from actions.resolved import Resolved
-from actions.types import Button, Click, Drag, Hold, Key, Move, Scroll, Type
-from grounding.geometry import Point
+from deskpilot.actions.executor import PyAutoGuiDevice, execute, release_all
+from deskpilot.actions.keys import KEY_NAMES
+from deskpilot.actions.resolved import Resolved
+from deskpilot.actions.types import Button, Click, Drag, Hold, Key, Move, Scroll, Type
+from deskpilot.grounding.geometry import Point
 
 pytestmark = pytest.mark.display
 

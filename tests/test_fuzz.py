@@ -38,13 +38,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from actions.keys import ALIASES, KEY_NAMES, MODIFIERS
-from actions.parse import ActionError, parse_action
-from actions.resolved import Resolved
-from actions.schema import FieldSpec, fields_of
-from actions.types import ACTION_NAMES, ACTION_TYPES, AnyAction, Drag, Hold, Key, Type, tag_of
-from actions.validate import CORNER_MARGIN, ActionRejected, validate
-from grounding.geometry import Region, ScreenGeometry, View, box_to_screen
+from deskpilot.actions.keys import ALIASES, KEY_NAMES, MODIFIERS
+from deskpilot.actions.parse import ActionError, parse_action
+from deskpilot.actions.resolved import Resolved
+from deskpilot.actions.schema import FieldSpec, fields_of
+from deskpilot.actions.types import (
+    ACTION_NAMES,
+    ACTION_TYPES,
+    AnyAction,
+    Drag,
+    Hold,
+    Key,
+    Type,
+    tag_of,
+)
+from deskpilot.actions.validate import CORNER_MARGIN, ActionRejected, validate
+from deskpilot.grounding.geometry import Region, ScreenGeometry, View, box_to_screen
 
 FUZZ_EXAMPLES = 10_000
 """Examples per property (quoted by the docs)."""

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from grounding.geometry import (
+from deskpilot.grounding.geometry import (
     Point,
     Region,
     ScreenGeometry,

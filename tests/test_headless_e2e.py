@@ -26,7 +26,7 @@ pytestmark = [
 
 def deskpilot(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
-    return subprocess.run([sys.executable, "-m", "agent", "run", *map(str, args)],
+    return subprocess.run([sys.executable, "-P", "-m", "deskpilot", "run", *map(str, args)],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=240,
                           check=False)
 

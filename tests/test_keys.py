@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actions.keys import (
+from deskpilot.actions.keys import (
     ALIASES,
     KEY_NAMES,
     MAX_CHORD_KEYS,

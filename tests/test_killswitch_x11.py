@@ -19,16 +19,16 @@ import pytest
 from Xlib import X
 from Xlib.display import Display
 
-from actions.executor import Interrupted, PyAutoGuiDevice, execute
-from actions.resolved import Resolved
-from actions.types import Drag
-from agent.loop import SystemClock, run_agent
-from agent.records import RunResult, Status
-from agent.rundir import RunDir
-from agent.takeover import TakeoverWatch, parse_hotkey
-from grounding.capture import FakeScreen
-from grounding.geometry import Point
-from models.scripted import ScriptedRuntime
+from deskpilot.actions.executor import Interrupted, PyAutoGuiDevice, execute
+from deskpilot.actions.resolved import Resolved
+from deskpilot.actions.types import Drag
+from deskpilot.agent.loop import SystemClock, run_agent
+from deskpilot.agent.records import RunResult, Status
+from deskpilot.agent.rundir import RunDir
+from deskpilot.agent.takeover import TakeoverWatch, parse_hotkey
+from deskpilot.grounding.capture import FakeScreen
+from deskpilot.grounding.geometry import Point
+from deskpilot.models.scripted import ScriptedRuntime
 
 pytestmark = [pytest.mark.display,
               pytest.mark.skipif(shutil.which("xdotool") is None, reason="needs xdotool")]

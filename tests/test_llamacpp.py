@@ -11,26 +11,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actions.schema import action_grammar, max_answer_chars
-from actions.types import ACTION_NAMES
-from grounding.capture import Frame
-from grounding.geometry import ScreenGeometry
-from grounding.preprocess import prepare
-from models.runtime import Mode, Request, RuntimeFailure
+from deskpilot.actions.schema import action_grammar, max_answer_chars
+from deskpilot.actions.types import ACTION_NAMES
+from deskpilot.grounding.capture import Frame
+from deskpilot.grounding.geometry import ScreenGeometry
+from deskpilot.grounding.preprocess import prepare
+from deskpilot.models.runtime import Mode, Request, RuntimeFailure
 
 pytestmark = pytest.mark.llama
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory):
-    from models.tiny import write_tiny_pair
+    from deskpilot.models.tiny import write_tiny_pair
 
     return write_tiny_pair(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")
 def runtime(pair):
-    from models.llamacpp import LlamaCppRuntime
+    from deskpilot.models.llamacpp import LlamaCppRuntime
 
     rt = LlamaCppRuntime(pair.model, pair.mmproj, n_ctx=4096)
     yield rt
@@ -73,7 +73,7 @@ def test_direct_answer_is_one_json_action(runtime) -> None:
 def test_sampled_answers_are_always_well_formed_json(runtime) -> None:
     """Random weights at temperature 1 explore the grammar; every answer must be valid JSON,
     and the only refusals left to the parser are the ones a grammar cannot express."""
-    from actions.parse import ActionError, parse_action
+    from deskpilot.actions.parse import ActionError, parse_action
 
     image = _image(256, 256, 256)
     answers = set()
@@ -131,7 +131,7 @@ def test_image_marker_must_appear_once(runtime) -> None:
 
 
 def test_prompt_larger_than_context_is_a_clear_failure(pair) -> None:
-    from models.llamacpp import LlamaCppRuntime
+    from deskpilot.models.llamacpp import LlamaCppRuntime
 
     rt = LlamaCppRuntime(pair.model, pair.mmproj, n_ctx=512)
     try:
@@ -145,7 +145,7 @@ def test_prompt_larger_than_context_is_a_clear_failure(pair) -> None:
 
 
 def test_missing_files_name_the_file(tmp_path: Path) -> None:
-    from models.llamacpp import LlamaCppRuntime
+    from deskpilot.models.llamacpp import LlamaCppRuntime
 
     with pytest.raises(RuntimeFailure, match="model file not found"):
         LlamaCppRuntime(tmp_path / "nope.gguf", tmp_path / "mm.gguf")
@@ -157,11 +157,11 @@ def test_native_output_stays_off_stderr(pair) -> None:
         import numpy as np
         from pathlib import Path
         logging.getLogger().addHandler(logging.NullHandler())  # only native writes may show
-        from grounding.capture import Frame
-        from grounding.geometry import ScreenGeometry
-        from grounding.preprocess import prepare
-        from models.llamacpp import LlamaCppRuntime
-        from models.runtime import Request
+        from deskpilot.grounding.capture import Frame
+        from deskpilot.grounding.geometry import ScreenGeometry
+        from deskpilot.grounding.preprocess import prepare
+        from deskpilot.models.llamacpp import LlamaCppRuntime
+        from deskpilot.models.runtime import Request
         rt = LlamaCppRuntime(Path({str(pair.model)!r}), Path({str(pair.mmproj)!r}), n_ctx=4096)
         rgb = np.zeros((368, 640, 3), np.uint8)
         img = prepare(Frame(rgb, ScreenGeometry(0, 0, 640, 368), 0.0), max_patches=1024)
@@ -177,8 +177,8 @@ def test_native_output_stays_off_stderr(pair) -> None:
 # ---------------------------------------------------------------- prefix reuse, image paths
 
 def _agent_request(history: list[str], seed_image: int = 1) -> Request:
-    from actions.schema import describe_actions
-    from models.prompt import agent_prompt
+    from deskpilot.actions.schema import describe_actions
+    from deskpilot.models.prompt import agent_prompt
 
     rgb = np.random.default_rng(seed_image).integers(0, 256, (368, 640, 3), dtype=np.uint8)
     image = prepare(Frame(rgb, ScreenGeometry(0, 0, 640, 368), 0.0), max_patches=256)
@@ -189,8 +189,8 @@ def _agent_request(history: list[str], seed_image: int = 1) -> Request:
 
 
 def test_prefix_reuse_skips_the_static_prompt_on_the_next_step(pair) -> None:
-    from models.llamacpp import LlamaCppRuntime
-    from models.prompt import render_chat
+    from deskpilot.models.llamacpp import LlamaCppRuntime
+    from deskpilot.models.prompt import render_chat
 
     rt = LlamaCppRuntime(pair.model, pair.mmproj, n_ctx=8192)
     try:
@@ -209,7 +209,7 @@ def test_prefix_reuse_skips_the_static_prompt_on_the_next_step(pair) -> None:
 
 
 def test_prefix_reuse_does_not_change_greedy_answers(pair) -> None:
-    from models.llamacpp import LlamaCppRuntime
+    from deskpilot.models.llamacpp import LlamaCppRuntime
 
     histories = [[], ["click on File"], ["click on File", "type 'report'"]]
     answers = {}

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actions.executor import RecordingDevice
-from agent.loop import Budget, ModelSettings, run_agent
-from agent.records import Outcome, Status
-from agent.rundir import RunDir
-from grounding.capture import FakeScreen
-from grounding.geometry import ScreenGeometry
-from models.runtime import Reply, Request, RuntimeFailure
-from models.scripted import ScriptedRuntime
+from deskpilot.actions.executor import RecordingDevice
+from deskpilot.agent.loop import Budget, ModelSettings, run_agent
+from deskpilot.agent.records import Outcome, Status
+from deskpilot.agent.rundir import RunDir
+from deskpilot.grounding.capture import FakeScreen
+from deskpilot.grounding.geometry import ScreenGeometry
+from deskpilot.models.runtime import Reply, Request, RuntimeFailure
+from deskpilot.models.scripted import ScriptedRuntime
 from tests.helpers.fakes import FakeClock
 
 CLICK_CENTRE = '{"action": "click", "target": "middle", "box": [0.4, 0.4, 0.6, 0.6]}'
@@ -139,7 +139,7 @@ def test_records_are_private(tmp_path: Path) -> None:
 
 
 def test_unwritable_runs_dir_stops_before_acting(tmp_path: Path) -> None:
-    from agent.rundir import RunDirError
+    from deskpilot.agent.rundir import RunDirError
     blocked = tmp_path / "file"
     blocked.write_text("x")
     with pytest.raises(RunDirError, match="cannot write the run directory"):
@@ -164,7 +164,7 @@ def test_runtime_exception_is_reported(tmp_path: Path) -> None:
 
 class _DeadScreen(FakeScreen):
     def grab(self):
-        from grounding.capture import CaptureError
+        from deskpilot.grounding.capture import CaptureError
 
         raise CaptureError("cannot open display ':9'")
 
@@ -197,7 +197,7 @@ def test_ctrl_c_mid_drag_releases_the_button(tmp_path: Path) -> None:
 
 
 def test_screenshots_are_written_off_the_hot_path_and_flushed_at_the_end(tmp_path) -> None:
-    from agent.rundir import RunDir
+    from deskpilot.agent.rundir import RunDir
 
     record = RunDir(tmp_path)
     frame = np.full((600, 800, 3), 7, np.uint8)
@@ -232,7 +232,7 @@ def test_a_changing_screen_is_not_a_loop(tmp_path: Path) -> None:
 
 def test_a_trajectory_that_cannot_be_written_stops_the_agent(tmp_path: Path,
                                                               monkeypatch) -> None:
-    from agent import rundir
+    from deskpilot.agent import rundir
 
     record = RunDir(tmp_path)
     real = rundir._private_write

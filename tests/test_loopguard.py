@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from actions.parse import parse_action
-from actions.types import Click, Key, Type
-from agent.loopguard import LoopGuard, action_key, describe_key
+from deskpilot.actions.parse import parse_action
+from deskpilot.actions.types import Click, Key, Type
+from deskpilot.agent.loopguard import LoopGuard, action_key, describe_key
 
 
 def _frame(level: int = 0, *, mark: int | None = None) -> np.ndarray:

@@ -85,7 +85,7 @@ def test_xvfb_killed_mid_run_fails_cleanly_with_a_junit_error(tmp_path: Path) ->
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
     with out.open("w") as stdout, err.open("w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", str(task), "--headless", "--xvfb",
+            [sys.executable, "-P", "-m", "deskpilot", "run", str(task), "--headless", "--xvfb",
              "--junit", str(junit), "--runs-dir", str(tmp_path / "runs"), "--cache", "off"],
             cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
     try:

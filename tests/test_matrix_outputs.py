@@ -18,18 +18,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from actions.approval import DenyAll
-from actions.executor import RecordingDevice
-from actions.policy import Policy
-from actions.validate import CORNER_MARGIN
-from agent.gate import Gate
-from agent.loop import Budget, run_agent
-from agent.records import Outcome, RunResult, Status
-from agent.rundir import RunDir
-from grounding.capture import FakeScreen
-from grounding.geometry import Point, ScreenGeometry
-from models.runtime import Reply, Request
-from models.scripted import ScriptedRuntime
+from deskpilot.actions.approval import DenyAll
+from deskpilot.actions.executor import RecordingDevice
+from deskpilot.actions.policy import Policy
+from deskpilot.actions.validate import CORNER_MARGIN
+from deskpilot.agent.gate import Gate
+from deskpilot.agent.loop import Budget, run_agent
+from deskpilot.agent.records import Outcome, RunResult, Status
+from deskpilot.agent.rundir import RunDir
+from deskpilot.grounding.capture import FakeScreen
+from deskpilot.grounding.geometry import Point, ScreenGeometry
+from deskpilot.models.runtime import Reply, Request
+from deskpilot.models.scripted import ScriptedRuntime
 from tests.helpers.fakes import FakeClock
 
 CLICK = '{"action": "click", "target": "middle", "box": [0.4, 0.4, 0.6, 0.6]}'

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from grounding.capture import MssScreen
-from grounding.ocr import (
+from deskpilot.grounding.capture import MssScreen
+from deskpilot.grounding.ocr import (
     FakeReader,
     OcrError,
     PixelBox,
@@ -25,8 +25,8 @@ from grounding.ocr import (
     context_crop,
     quad_to_box,
 )
-from grounding.textmatch import find_text
-from grounding.xvfb import launched
+from deskpilot.grounding.textmatch import find_text
+from deskpilot.grounding.xvfb import launched
 
 PAGE_SIZE = (640, 200)
 TEXTS = {"Hello deskpilot": (40, 30), "Open Save": (300, 120)}  # text -> where it is drawn

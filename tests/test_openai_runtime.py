@@ -27,18 +27,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from actions.parse import ActionError, parse_action
-from actions.schema import action_grammar
-from agent.cli import main
-from agent.runtimes import check_backend, open_runtime
-from grounding.capture import Frame
-from grounding.geometry import ScreenGeometry
-from grounding.preprocess import ModelImage, prepare
-from models.asks import VALUE_GRAMMAR, VERDICT_GRAMMAR
-from models.openai import OpenAiRuntime
-from models.prompt import _ENV, render_chat
-from models.runtime import Mode, Reply, Request, Runtime, RuntimeFailure
-from models.serving import (
+from deskpilot.actions.parse import ActionError, parse_action
+from deskpilot.actions.schema import action_grammar
+from deskpilot.agent.cli import main
+from deskpilot.agent.runtimes import check_backend, open_runtime
+from deskpilot.grounding.capture import Frame
+from deskpilot.grounding.geometry import ScreenGeometry
+from deskpilot.grounding.preprocess import ModelImage, prepare
+from deskpilot.models.asks import VALUE_GRAMMAR, VERDICT_GRAMMAR
+from deskpilot.models.openai import OpenAiRuntime
+from deskpilot.models.prompt import _ENV, render_chat
+from deskpilot.models.runtime import Mode, Reply, Request, Runtime, RuntimeFailure
+from deskpilot.models.serving import (
     api_key_from_env,
     auto_grammar,
     image_content,
@@ -48,7 +48,7 @@ from models.serving import (
     serving_template,
     thought_grammar,
 )
-from models.tiny import CHAT_TEMPLATE
+from deskpilot.models.tiny import CHAT_TEMPLATE
 
 KEY = "sk-deskpilot-canary-4f1c"
 PROMPT = "Find the OK button.\nScreenshot:\n<image>\nNext action:"

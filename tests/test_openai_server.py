@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actions.parse import parse_action
-from actions.schema import action_grammar, max_answer_chars
-from grounding.capture import Frame
-from grounding.geometry import ScreenGeometry
-from grounding.preprocess import ModelImage, prepare
-from models.openai import OpenAiRuntime
-from models.runtime import Mode, Request, RuntimeFailure
-from models.serve_local import LocalServer as LlamaServer
+from deskpilot.actions.parse import parse_action
+from deskpilot.actions.schema import action_grammar, max_answer_chars
+from deskpilot.grounding.capture import Frame
+from deskpilot.grounding.geometry import ScreenGeometry
+from deskpilot.grounding.preprocess import ModelImage, prepare
+from deskpilot.models.openai import OpenAiRuntime
+from deskpilot.models.runtime import Mode, Request, RuntimeFailure
+from deskpilot.models.serve_local import LocalServer as LlamaServer
 
 ROOT = Path(__file__).parent.parent
 pytestmark = pytest.mark.llama
@@ -122,7 +122,7 @@ def test_a_task_file_model_step_through_the_cli(llama_server: LlamaServer,
     summary = tmp_path / "summary.json"
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
     done = subprocess.run(
-        [sys.executable, "-m", "agent", "run", str(task), "--headless", "--xvfb",
+        [sys.executable, "-P", "-m", "deskpilot", "run", str(task), "--headless", "--xvfb",
          "--backend", "openai", "--base-url", llama_server.base_url,
          "--model", llama_server.model, "--max-patches", "256", "--cache", "off",
          "--summary", str(summary), "--runs-dir", str(tmp_path / "runs")],

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from actions.parse import ActionError, parse_action
-from actions.types import Click, Done, Drag, Hold, Key, Scroll, Type, Wait
+from deskpilot.actions.parse import ActionError, parse_action
+from deskpilot.actions.types import Click, Done, Drag, Hold, Key, Scroll, Type, Wait
 
 BOX = [0.1, 0.2, 0.3, 0.4]
 

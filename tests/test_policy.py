@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actions.approval import DenyAll, TerminalApprover
-from actions.policy import (
+from deskpilot.actions.approval import DenyAll, TerminalApprover
+from deskpilot.actions.policy import (
     APPROVAL_CATEGORIES,
     Category,
     Concern,
@@ -23,13 +23,25 @@ from actions.policy import (
     Scope,
     secret_spans,
 )
-from actions.resolved import Resolved
-from actions.types import AnyAction, Button, Click, Done, Drag, Hold, Key, Move, Scroll, Type, Wait
-from actions.validate import validate
-from grounding.capture import Frame
-from grounding.geometry import PixelBox, Point, ScreenGeometry, View
-from grounding.ocr import FakeReader, OcrError, TextLine
-from grounding.windows import FakeWindowProbe, WindowInfo, WindowProbeError
+from deskpilot.actions.resolved import Resolved
+from deskpilot.actions.types import (
+    AnyAction,
+    Button,
+    Click,
+    Done,
+    Drag,
+    Hold,
+    Key,
+    Move,
+    Scroll,
+    Type,
+    Wait,
+)
+from deskpilot.actions.validate import validate
+from deskpilot.grounding.capture import Frame
+from deskpilot.grounding.geometry import PixelBox, Point, ScreenGeometry, View
+from deskpilot.grounding.ocr import FakeReader, OcrError, TextLine
+from deskpilot.grounding.windows import FakeWindowProbe, WindowInfo, WindowProbeError
 
 W, H = 1280, 800
 SCREEN = ScreenGeometry(0, 0, W, H)

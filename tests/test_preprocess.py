@@ -8,9 +8,9 @@ import random
 import numpy as np
 import pytest
 
-from grounding.capture import CaptureError, FakeScreen, Frame, Screen, bgra_to_rgb
-from grounding.geometry import Point, Region, ScreenGeometry, View, norm_to_screen
-from grounding.preprocess import (
+from deskpilot.grounding.capture import CaptureError, FakeScreen, Frame, Screen, bgra_to_rgb
+from deskpilot.grounding.geometry import Point, Region, ScreenGeometry, View, norm_to_screen
+from deskpilot.grounding.preprocess import (
     DEFAULT_MAX_PATCHES,
     DEFAULT_MIN_PATCHES,
     ModelImage,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from models.prompt import (
+from deskpilot.models.prompt import (
     IMAGE_MARKER,
     agent_prompt,
     render_chat,
     split_reply,
 )
-from models.runtime import Mode
-from models.tiny import CHAT_TEMPLATE
+from deskpilot.models.runtime import Mode
+from deskpilot.models.tiny import CHAT_TEMPLATE
 
 # The structure of Phi-4-reasoning-vision's shipped template (system text shortened).
 REAL_SHAPE = (

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from actions.schema import action_grammar, describe_actions, fields_of, max_answer_chars
-from actions.types import ACTION_NAMES, ACTION_TYPES, Click
+from deskpilot.actions.schema import action_grammar, describe_actions, fields_of, max_answer_chars
+from deskpilot.actions.types import ACTION_NAMES, ACTION_TYPES, Click
 
 
 def test_every_action_is_described_once() -> None:
@@ -44,7 +44,7 @@ def test_grammar_bounds_numbers_and_strings() -> None:
 
 
 def test_wide_integer_ranges_have_no_leading_zeros() -> None:
-    from actions.schema import FieldSpec, _number_rule
+    from deskpilot.actions.schema import FieldSpec, _number_rule
 
     rule = _number_rule(FieldSpec("n", "int", low=0, high=5000))
     assert rule == '("0" | [1-9] [0-9]{0,3})'

@@ -27,7 +27,8 @@ pytestmark = [
 def deskpilot(*args: str | Path, env: dict[str, str] | None = None
               ) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
-    return subprocess.run([sys.executable, "-m", "agent", "run", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-P", "-m", "deskpilot", "run", *map(str, args)],
+                          cwd=ROOT,
                           env={**base, **(env or {})}, capture_output=True, text=True,
                           timeout=240, check=False)
 

@@ -29,8 +29,8 @@ from Xlib import X
 from Xlib.display import Display
 from Xlib.ext import xtest
 
-from agent import signals
-from agent.signals import TerminatedBySignal, terminate_as_interrupt
+from deskpilot.agent import signals
+from deskpilot.agent.signals import TerminatedBySignal, terminate_as_interrupt
 
 ROOT = Path(__file__).parent.parent
 BUTTON_MASKS = X.Button1Mask | X.Button2Mask | X.Button3Mask | X.Button4Mask | X.Button5Mask

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grounding.capture import FakeScreen
-from grounding.geometry import ScreenGeometry
-from grounding.stable import changed, thumbnail, wait_stable
+from deskpilot.grounding.capture import FakeScreen
+from deskpilot.grounding.geometry import ScreenGeometry
+from deskpilot.grounding.stable import changed, thumbnail, wait_stable
 from tests.helpers.fakes import FakeClock
 
 INTERVAL = 0.0625  # a binary fraction, so sums of sleeps are exact

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actions.executor import RecordingDevice
-from actions.policy import Policy, Scope
-from agent.gate import Gate
-from agent.loop import run_agent
-from agent.records import Status
-from agent.rundir import RunDir
-from agent.supervise import Controls, StopRequested, Verdict
-from agent.takeover import TakeoverWatch
-from grounding.capture import FakeScreen
-from models.scripted import ScriptedRuntime
+from deskpilot.actions.executor import RecordingDevice
+from deskpilot.actions.policy import Policy, Scope
+from deskpilot.agent.gate import Gate
+from deskpilot.agent.loop import run_agent
+from deskpilot.agent.records import Status
+from deskpilot.agent.rundir import RunDir
+from deskpilot.agent.supervise import Controls, StopRequested, Verdict
+from deskpilot.agent.takeover import TakeoverWatch
+from deskpilot.grounding.capture import FakeScreen
+from deskpilot.models.scripted import ScriptedRuntime
 from tests.helpers.fakes import FakeClock
 
 CLICK = '{"action": "click", "target": "x", "box": [0.4, 0.4, 0.6, 0.6]}'

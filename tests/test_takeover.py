@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from agent.takeover import (
+from deskpilot.agent.takeover import (
     DEFAULT_KILL_HOTKEY,
     MAX_HANDED_BACK,
     TakeoverWatch,
@@ -124,7 +124,7 @@ def test_events_while_acting_and_in_the_grace_period_are_the_agents(
 
 def test_odd_lines_are_logged_and_ignored(watch: TakeoverWatch,
                                           caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="agent.takeover"):
+    with caplog.at_level(logging.WARNING, logger="deskpilot.agent.takeover"):
         for odd in ["not json\n", "[1, 2]\n", line("teleport"), line("move", z=1), "\n"]:
             watch.feed(odd)
     assert watch.taken() is None and not watch.killed()
@@ -182,7 +182,7 @@ def test_a_failing_on_kill_does_not_stop_the_reader(clock: Clock,
         raise RuntimeError("boom")
 
     watch = TakeoverWatch(on_kill=boom, clock=clock)
-    with caplog.at_level(logging.ERROR, logger="agent.takeover"):
+    with caplog.at_level(logging.ERROR, logger="deskpilot.agent.takeover"):
         watch.feed(line("kill"))
     watch.feed(move(1, 2))
     assert watch.killed() and watch.taken() == "the pointer moved to (1, 2)"

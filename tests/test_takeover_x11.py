@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.loop import SystemClock, run_agent
-from agent.records import Status
-from agent.rundir import RunDir
-from agent.takeover import TakeoverWatch
-from grounding.capture import FakeScreen
-from models.runtime import Reply, Request
-from models.scripted import ScriptedRuntime
+from deskpilot.agent.loop import SystemClock, run_agent
+from deskpilot.agent.records import Status
+from deskpilot.agent.rundir import RunDir
+from deskpilot.agent.takeover import TakeoverWatch
+from deskpilot.grounding.capture import FakeScreen
+from deskpilot.models.runtime import Reply, Request
+from deskpilot.models.scripted import ScriptedRuntime
 
 pytestmark = [pytest.mark.display,
               pytest.mark.skipif(shutil.which("xdotool") is None, reason="needs xdotool")]
@@ -48,7 +48,7 @@ class Person(ScriptedRuntime):
 
 
 def _run(display: str, tmp_path: Path, replies: list[str], at: int | None):
-    from actions.executor import PyAutoGuiDevice
+    from deskpilot.actions.executor import PyAutoGuiDevice
 
     frames = [np.full((800, 1280, 3), 20 * i, np.uint8) for i in range(8)]  # always changing
     with TakeoverWatch() as watch:
@@ -76,7 +76,7 @@ def test_the_persons_mouse_stops_the_agent_before_its_next_action(display: str,
 
 
 def test_the_agents_own_input_is_not_handed_back(display: str) -> None:
-    from actions.executor import PyAutoGuiDevice
+    from deskpilot.actions.executor import PyAutoGuiDevice
 
     device = PyAutoGuiDevice()
     with TakeoverWatch() as watch:
@@ -103,9 +103,9 @@ def test_under_supervision_the_persons_mouse_pauses_the_agent_until_handed_back(
     """With the interface's Controls the run does not end: it waits, then looks again."""
     import threading
 
-    from actions.executor import PyAutoGuiDevice
-    from agent.records import Outcome
-    from agent.supervise import Controls
+    from deskpilot.actions.executor import PyAutoGuiDevice
+    from deskpilot.agent.records import Outcome
+    from deskpilot.agent.supervise import Controls
 
     replies = [click(0.2, 0.2), click(0.5, 0.5), click(0.7, 0.3), '{"action": "done"}']
     frames = [np.full((800, 1280, 3), 20 * i, np.uint8) for i in range(8)]

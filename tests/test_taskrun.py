@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from actions.executor import RecordingDevice
-from agent.cache import CacheMode
-from agent.loop import ModelSettings
-from agent.steps import ModelAccess
-from agent.taskfile import load_task
-from agent.taskrecords import Source, TaskStatus
-from agent.taskrun import Services, run_task
-from grounding.capture import FakeScreen
-from grounding.ocr import FakeReader, TextBox, TextLine
-from models.runtime import Mode, Reply
-from models.scripted import ScriptedRuntime
+from deskpilot.actions.executor import RecordingDevice
+from deskpilot.agent.cache import CacheMode
+from deskpilot.agent.loop import ModelSettings
+from deskpilot.agent.steps import ModelAccess
+from deskpilot.agent.taskfile import load_task
+from deskpilot.agent.taskrecords import Source, TaskStatus
+from deskpilot.agent.taskrun import Services, run_task
+from deskpilot.grounding.capture import FakeScreen
+from deskpilot.grounding.ocr import FakeReader, TextBox, TextLine
+from deskpilot.models.runtime import Mode, Reply
+from deskpilot.models.scripted import ScriptedRuntime
 from tests.helpers.fakes import FakeClock
 
 W, H = 800, 600

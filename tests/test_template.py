@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from grounding import template
-from grounding.template import (
+from deskpilot.grounding import template
+from deskpilot.grounding.template import (
     AmbiguousMatch,
     FlatSnippet,
     Located,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from grounding.ocr import PixelBox, TextBox, TextLine
-from grounding.textmatch import (
+from deskpilot.grounding.ocr import PixelBox, TextBox, TextLine
+from deskpilot.grounding.textmatch import (
     AmbiguousText,
     TextLookupError,
     TextMatch,

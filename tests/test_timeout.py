@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from models import timeout as timeout_module
-from models.runtime import Reply, Request, Runtime, RuntimeFailure
-from models.scripted import ScriptedRuntime
-from models.timeout import TimeoutRuntime
+from deskpilot.models import timeout as timeout_module
+from deskpilot.models.runtime import Reply, Request, Runtime, RuntimeFailure
+from deskpilot.models.scripted import ScriptedRuntime
+from deskpilot.models.timeout import TimeoutRuntime
 
 REQUEST = Request(prompt="what now?")
 

@@ -13,7 +13,7 @@ import gguf
 import numpy as np
 import pytest
 
-from models.tiny import (
+from deskpilot.models.tiny import (
     CHAT_TEMPLATE,
     EOS_TOKEN,
     MODEL_NAME,

@@ -12,19 +12,19 @@ import cv2
 import numpy as np
 import pytest
 
-from actions.executor import RecordingDevice
-from agent.loop import run_agent
-from agent.records import Outcome, RunResult, Status
-from agent.rundir import RunDir
-from agent.supervise import Controls
-from agent.takeover import TakeoverWatch
-from grounding.capture import FakeScreen
-from models.runtime import Reply
-from models.scripted import ScriptedRuntime
+from deskpilot.actions.executor import RecordingDevice
+from deskpilot.agent.loop import run_agent
+from deskpilot.agent.records import Outcome, RunResult, Status
+from deskpilot.agent.rundir import RunDir
+from deskpilot.agent.supervise import Controls
+from deskpilot.agent.takeover import TakeoverWatch
+from deskpilot.grounding.capture import FakeScreen
+from deskpilot.models.runtime import Reply
+from deskpilot.models.scripted import ScriptedRuntime
+from deskpilot.tui.app import RunInfo, Session, SupervisorApp
+from deskpilot.tui.approval import ApprovalScreen
+from deskpilot.tui.imageview import ScreenView
 from tests.helpers.fakes import FakeClock
-from tui.app import RunInfo, Session, SupervisorApp
-from tui.approval import ApprovalScreen
-from tui.imageview import ScreenView
 
 pytestmark = pytest.mark.anyio
 
@@ -291,7 +291,7 @@ def test_snapshots(snap_compare, tmp_path: Path, approve_each: bool) -> None:  #
 
 
 def test_streamed_text_dims_the_trace_and_shows_the_answer_apart() -> None:
-    from tui.app import live_text
+    from deskpilot.tui.app import live_text
 
     assert live_text('{"action"').plain == '{"action"'
     assert live_text("<think>the OK ").plain == "thinking… the OK"

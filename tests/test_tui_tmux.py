@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from grounding.xvfb import launched
+from deskpilot.grounding.xvfb import launched
 
 pytestmark = [pytest.mark.display, pytest.mark.llama,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
@@ -33,7 +33,7 @@ def session(display: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     command = " ".join([
         # COLUMNS/LINES from the test's own environment would override the pane's real size.
         "env", "-u", "COLUMNS", "-u", "LINES", f"DISPLAY={display}",
-        shlex.quote(sys.executable), "-m", "agent", "run",
+        shlex.quote(sys.executable), "-P", "-m", "deskpilot", "run",
         shlex.quote("press 7 on the calculator"), "--model", "tiny", "--max-steps", "3",
         "--runs-dir", shlex.quote(str(tmp_path / "runs")),
         ";", "echo", "$?", ">", shlex.quote(str(exit_file)), ";", "sleep", "60"])

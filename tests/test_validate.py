@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from actions.parse import parse_action
-from actions.validate import ActionRejected, validate
-from grounding.geometry import Point, Region, ScreenGeometry, View
+from deskpilot.actions.parse import parse_action
+from deskpilot.actions.validate import ActionRejected, validate
+from deskpilot.grounding.geometry import Point, Region, ScreenGeometry, View
 
 SCREEN = ScreenGeometry(0, 0, 1920, 1080)
 FULL = View.full(SCREEN, 1280, 720)

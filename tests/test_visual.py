@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grounding import visual
-from grounding.visual import compare, load_png, save_png
+from deskpilot.grounding import visual
+from deskpilot.grounding.visual import compare, load_png, save_png
 from tests.test_template import make_screen
 
 RED = (255, 0, 0)

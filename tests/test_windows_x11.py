@@ -15,8 +15,8 @@ import pytest
 from Xlib import X
 from Xlib.display import Display
 
-from grounding.windows import WindowProbeError, X11WindowProbe
-from grounding.xvfb import launched, xvfb
+from deskpilot.grounding.windows import WindowProbeError, X11WindowProbe
+from deskpilot.grounding.xvfb import launched, xvfb
 
 pytestmark = pytest.mark.display
 

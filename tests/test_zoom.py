@@ -10,16 +10,16 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from actions.executor import RecordingDevice
-from actions.types import Click
-from actions.validate import validate
-from agent.loop import ModelSettings, run_agent
-from agent.records import Outcome, Status
-from agent.rundir import RunDir
-from grounding.capture import FakeScreen
-from grounding.geometry import Region, ScreenGeometry, View, box_to_screen, crop_view
-from grounding.preprocess import fit_to_patches
-from grounding.zoom import (
+from deskpilot.actions.executor import RecordingDevice
+from deskpilot.actions.types import Click
+from deskpilot.actions.validate import validate
+from deskpilot.agent.loop import ModelSettings, run_agent
+from deskpilot.agent.records import Outcome, Status
+from deskpilot.agent.rundir import RunDir
+from deskpilot.grounding.capture import FakeScreen
+from deskpilot.grounding.geometry import Region, ScreenGeometry, View, box_to_screen, crop_view
+from deskpilot.grounding.preprocess import fit_to_patches
+from deskpilot.grounding.zoom import (
     MAX_CROP_SHARE,
     MAX_DOWNSCALE,
     SMALL_BOX_PX,
@@ -30,8 +30,8 @@ from grounding.zoom import (
     wants_zoom,
     zoom_region,
 )
-from models.runtime import Mode, Reply
-from models.scripted import ScriptedRuntime
+from deskpilot.models.runtime import Mode, Reply
+from deskpilot.models.scripted import ScriptedRuntime
 from tests.test_loop import FakeClock
 
 P1080 = ScreenGeometry(0, 0, 1920, 1080)

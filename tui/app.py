@@ -21,12 +21,20 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Collapsible, DataTable, Footer, Input, Static
 
-from agent.records import Outcome, RunResult, StepRecord
-from agent.supervise import Controls, Points
-from models.prompt import THINK_CLOSE, THINK_OPEN
-from tui.approval import ApprovalScreen, ModalApprover, printable
-from tui.imageview import Marks, ScreenView
-from tui.messages import Decided, Loaded, Observed, RunEnded, StateChanged, StepDone, TextChunk
+from deskpilot.agent.records import Outcome, RunResult, StepRecord
+from deskpilot.agent.supervise import Controls, Points
+from deskpilot.models.prompt import THINK_CLOSE, THINK_OPEN
+from deskpilot.tui.approval import ApprovalScreen, ModalApprover, printable
+from deskpilot.tui.imageview import Marks, ScreenView
+from deskpilot.tui.messages import (
+    Decided,
+    Loaded,
+    Observed,
+    RunEnded,
+    StateChanged,
+    StepDone,
+    TextChunk,
+)
 
 log = logging.getLogger(__name__)
 

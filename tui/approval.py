@@ -14,12 +14,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
-from actions.policy import Concern
+from deskpilot.actions.policy import Concern
 
 if TYPE_CHECKING:
     from textual.app import App
 
-    from agent.supervise import Controls
+    from deskpilot.agent.supervise import Controls
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from agent.records import RunResult
-from agent.supervise import Controls
-from tui.app import Job, RunInfo, SupervisorApp
+from deskpilot.agent.records import RunResult
+from deskpilot.agent.supervise import Controls
+from deskpilot.tui.app import Job, RunInfo, SupervisorApp
 
 log = logging.getLogger(__name__)
 

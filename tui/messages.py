@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from textual.message import Message
 
-from agent.records import RunResult, StepRecord
+from deskpilot.agent.records import RunResult, StepRecord
 
 
 @dataclass

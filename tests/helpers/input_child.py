@@ -17,11 +17,11 @@ import sys
 import time
 from collections.abc import Callable
 
-from actions.executor import PyAutoGuiDevice, execute
-from actions.resolved import Resolved
-from actions.types import Drag, Hold, Type
-from agent.signals import terminate_as_interrupt
-from grounding.geometry import Point
+from deskpilot.actions.executor import PyAutoGuiDevice, execute
+from deskpilot.actions.resolved import Resolved
+from deskpilot.actions.types import Drag, Hold, Type
+from deskpilot.agent.signals import terminate_as_interrupt
+from deskpilot.grounding.geometry import Point
 
 BOX = (0.4, 0.4, 0.6, 0.6)
 # 500 characters with capitals and shifted symbols, so shift goes down and up all the time.

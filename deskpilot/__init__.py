@@ -1,0 +1,55 @@
+"""deskpilot: a local desktop agent that looks at the screen, asks a vision-language model running
+on this machine what to do, and acts with the mouse and keyboard, under supervision.
+
+This module is the package's public face: it only re-exports. The names load on first use, so
+``import deskpilot`` stays cheap for the command line and its child processes::
+
+    from deskpilot import Budget, ModelSettings, load_tasks, run_agent
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Each public name and the module that defines it; the block below says the same to type
+# checkers, and a test keeps the two in step.
+_EXPORTS = {
+    "run_agent": "deskpilot.agent.loop",
+    "Budget": "deskpilot.agent.loop",
+    "ModelSettings": "deskpilot.agent.loop",
+    "RunResult": "deskpilot.agent.records",
+    "Status": "deskpilot.agent.records",
+    "StepRecord": "deskpilot.agent.records",
+    "RunDir": "deskpilot.agent.rundir",
+    "Mode": "deskpilot.models.runtime",
+    "Runtime": "deskpilot.models.runtime",
+}
+
+if TYPE_CHECKING:
+    from deskpilot.agent.loop import Budget as Budget
+    from deskpilot.agent.loop import ModelSettings as ModelSettings
+    from deskpilot.agent.loop import run_agent as run_agent
+    from deskpilot.agent.records import RunResult as RunResult
+    from deskpilot.agent.records import Status as Status
+    from deskpilot.agent.records import StepRecord as StepRecord
+    from deskpilot.agent.rundir import RunDir as RunDir
+    from deskpilot.models.runtime import Mode as Mode
+    from deskpilot.models.runtime import Runtime as Runtime
+
+__all__ = ["__version__", *_EXPORTS]  # noqa: PLE0604 (the names above, kept in one place)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deskpilot' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,7 @@
+"""``python -m deskpilot`` runs the deskpilot command line (child processes start it with -P)."""
+
+import sys
+
+from deskpilot.agent.cli import main
+
+sys.exit(main())
