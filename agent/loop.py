@@ -13,11 +13,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from deskpilot.actions.executor import InputDevice, Interrupted, execute
+from deskpilot.actions.gate import ActionDenied, Gate, describe
 from deskpilot.actions.parse import ActionError, parse_action
 from deskpilot.actions.schema import action_grammar, describe_actions, max_answer_chars
 from deskpilot.actions.types import TERMINAL_ACTIONS, AnyAction, Done, Fail, Wait, summarize
 from deskpilot.actions.validate import validate
-from deskpilot.agent.gate import ActionDenied, Gate, describe
 from deskpilot.agent.loopguard import LoopGuard, action_key
 from deskpilot.agent.records import Outcome, RunResult, Status, StepRecord, Timings
 from deskpilot.agent.rundir import RunDir, RunDirError

@@ -2,6 +2,6 @@
 
 import sys
 
-from deskpilot.agent.cli import main
+from deskpilot.agent.cli.main import main
 
 sys.exit(main())

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from deskpilot.agent.bench_model import (
+from deskpilot.agent.bench.model import (
     BenchError,
     bench_model,
     bench_shape,

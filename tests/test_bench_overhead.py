@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from deskpilot.agent.bench_overhead import NAIVE_PHASES, OURS_PHASES, measure_size
+from deskpilot.agent.bench.overhead import NAIVE_PHASES, OURS_PHASES, measure_size
 
 pytestmark = [
     pytest.mark.display,

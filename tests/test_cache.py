@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deskpilot.agent.cache import (
+from deskpilot.agent.tasks.cache import (
     CacheMode,
     GroundingCache,
     Hit,
@@ -93,7 +93,7 @@ def test_off_reads_and_writes_nothing(tmp_path: Path, snippet: Snippet) -> None:
 
 def test_an_absent_entry_is_none_without_a_warning(tmp_path: Path,
                                                    caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="deskpilot.agent.cache"):
+    with caplog.at_level(logging.WARNING, logger="deskpilot.agent.tasks.cache"):
         assert GroundingCache(tmp_path / "nowhere", CacheMode.READ_WRITE).get(KEY) is None
     assert not caplog.records
 
@@ -130,7 +130,7 @@ def test_a_broken_entry_is_absent_with_a_warning(
         name: str, damage: Callable[[Path], object]) -> None:
     cache = filled(tmp_path, snippet)
     damage(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="deskpilot.agent.cache"):
+    with caplog.at_level(logging.WARNING, logger="deskpilot.agent.tasks.cache"):
         assert cache.get(KEY) is None
     assert any("unreadable grounding cache entry" in r.getMessage() for r in caplog.records), name
 
@@ -154,7 +154,7 @@ def test_an_unwritable_directory_is_reported_not_raised(
     blocker = tmp_path / "file"
     blocker.write_text("", encoding="utf-8")
     cache = GroundingCache(blocker / "cache", CacheMode.READ_WRITE)
-    with caplog.at_level(logging.WARNING, logger="deskpilot.agent.cache"):
+    with caplog.at_level(logging.WARNING, logger="deskpilot.agent.tasks.cache"):
         assert not cache.put(KEY, snippet, label="text:Save")
     assert any("could not write" in r.getMessage() for r in caplog.records)
 

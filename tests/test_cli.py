@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from deskpilot.agent.cli import main
+from deskpilot.agent.cli.main import main
 from deskpilot.grounding.xvfb import launched
 
 ROOT = Path(__file__).parent.parent

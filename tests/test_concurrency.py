@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deskpilot.agent.cache import CacheMode, GroundingCache, cache_key
-from deskpilot.agent.cli import build_parser, main
-from deskpilot.agent.lanes import as_lane, lane_argv, read_lane_result, write_lane_result
+from deskpilot.agent.cli.lanes import as_lane, lane_argv, read_lane_result, write_lane_result
+from deskpilot.agent.cli.main import build_parser, main
 from deskpilot.agent.records import Outcome, StepRecord, Timings
-from deskpilot.agent.taskrecords import ScriptStep, SuiteResult, TaskResult
+from deskpilot.agent.tasks.cache import CacheMode, GroundingCache, cache_key
+from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult
 from deskpilot.grounding.template import cut
 from deskpilot.grounding.visual import save_png
 from deskpilot.models.serve_local import LocalServer as LlamaServer
@@ -409,8 +409,8 @@ def test_by_default_a_run_is_one_task_at_a_time() -> None:
 
 
 def test_bench_serve_writes_model_tasks_and_counts_their_model_steps(tmp_path: Path) -> None:
-    from deskpilot.agent.bench_serve import model_steps, write_tasks
-    from deskpilot.agent.taskfile import load_tasks
+    from deskpilot.agent.bench.serve import model_steps, write_tasks
+    from deskpilot.agent.tasks.file import load_tasks
 
     tasks = load_tasks(write_tasks(tmp_path, 3, 2))
     assert [t.name for t in tasks] == ["bench reads 1", "bench reads 2", "bench reads 3"]

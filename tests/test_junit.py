@@ -6,8 +6,8 @@ import stat
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from deskpilot.agent.junit import failure_message, write_junit, xml_text
-from deskpilot.agent.taskrecords import ScriptStep, SuiteResult, TaskResult, TaskStatus
+from deskpilot.agent.reports.junit import failure_message, write_junit, xml_text
+from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult, TaskStatus
 from tests.test_report import HOSTILE_MODEL_TEXT, HOSTILE_NAME, make_suite
 
 

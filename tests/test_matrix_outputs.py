@@ -20,9 +20,9 @@ import pytest
 
 from deskpilot.actions.approval import DenyAll
 from deskpilot.actions.executor import RecordingDevice
+from deskpilot.actions.gate import Gate
 from deskpilot.actions.policy import Policy
 from deskpilot.actions.validate import CORNER_MARGIN
-from deskpilot.agent.gate import Gate
 from deskpilot.agent.loop import Budget, run_agent
 from deskpilot.agent.records import Outcome, RunResult, Status
 from deskpilot.agent.rundir import RunDir

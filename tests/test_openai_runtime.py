@@ -29,12 +29,12 @@ from PIL import Image
 
 from deskpilot.actions.parse import ActionError, parse_action
 from deskpilot.actions.schema import action_grammar
-from deskpilot.agent.cli import main
-from deskpilot.agent.runtimes import check_backend, open_runtime
+from deskpilot.agent.cli.main import main
 from deskpilot.grounding.capture import Frame
 from deskpilot.grounding.geometry import ScreenGeometry
 from deskpilot.grounding.preprocess import ModelImage, prepare
 from deskpilot.models.asks import VALUE_GRAMMAR, VERDICT_GRAMMAR
+from deskpilot.models.open import check_backend, open_runtime
 from deskpilot.models.openai import OpenAiRuntime
 from deskpilot.models.prompt import _ENV, render_chat
 from deskpilot.models.runtime import Mode, Reply, Request, Runtime, RuntimeFailure

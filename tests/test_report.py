@@ -13,9 +13,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from deskpilot.agent.records import Outcome, StepRecord, Timings
-from deskpilot.agent.report import MAX_WIDTH, render_report, write_report
-from deskpilot.agent.summary import write_summary
-from deskpilot.agent.taskrecords import ScriptStep, Source, SuiteResult, TaskResult, TaskStatus
+from deskpilot.agent.reports.html import MAX_WIDTH, render_report, write_report
+from deskpilot.agent.reports.summary import write_summary
+from deskpilot.agent.tasks.results import ScriptStep, Source, SuiteResult, TaskResult, TaskStatus
 
 HOSTILE_MODEL_TEXT = ('I think the button is <script>alert(1)</script> there.\n'
                       'Answer: "><img src=x onerror=alert(2)>')

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deskpilot.agent.report import write_report
+from deskpilot.agent.reports.html import write_report
 from tests.test_report import make_suite
 
 SIZE = (1280, 2000)

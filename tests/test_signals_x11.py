@@ -1,7 +1,8 @@
 """SIGTERM, SIGHUP and SIGINT in the middle of real input: nothing stays held on the X server.
 
-The first tests check :func:`agent.signals.terminate_as_interrupt` in this process (handlers,
-threads, the hold-back inside uninterruptible modules); the ``display`` ones do it for real.
+The first tests check :func:`deskpilot.agent.cli.signals.terminate_as_interrupt` in this process
+(handlers, threads, the hold-back inside uninterruptible modules); the ``display`` ones do it for
+real.
 
 Each case starts ``tests.helpers.input_child`` on the session's Xvfb, waits until it is in the
 middle of a long action (a drag with the left button down, shift held through twenty presses,
@@ -29,8 +30,8 @@ from Xlib import X
 from Xlib.display import Display
 from Xlib.ext import xtest
 
-from deskpilot.agent import signals
-from deskpilot.agent.signals import TerminatedBySignal, terminate_as_interrupt
+from deskpilot.agent.cli import signals
+from deskpilot.agent.cli.signals import TerminatedBySignal, terminate_as_interrupt
 
 ROOT = Path(__file__).parent.parent
 BUTTON_MASKS = X.Button1Mask | X.Button2Mask | X.Button3Mask | X.Button4Mask | X.Button5Mask

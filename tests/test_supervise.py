@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from deskpilot.actions.executor import RecordingDevice
+from deskpilot.actions.gate import Gate
 from deskpilot.actions.policy import Policy, Scope
-from deskpilot.agent.gate import Gate
 from deskpilot.agent.loop import run_agent
 from deskpilot.agent.records import Status
 from deskpilot.agent.rundir import RunDir

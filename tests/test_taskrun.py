@@ -10,12 +10,12 @@ import pytest
 from PIL import Image, ImageDraw
 
 from deskpilot.actions.executor import RecordingDevice
-from deskpilot.agent.cache import CacheMode
 from deskpilot.agent.loop import ModelSettings
-from deskpilot.agent.steps import ModelAccess
-from deskpilot.agent.taskfile import load_task
-from deskpilot.agent.taskrecords import Source, TaskStatus
-from deskpilot.agent.taskrun import Services, run_task
+from deskpilot.agent.tasks.cache import CacheMode
+from deskpilot.agent.tasks.file import load_task
+from deskpilot.agent.tasks.results import Source, TaskStatus
+from deskpilot.agent.tasks.run import Services, run_task
+from deskpilot.agent.tasks.steps import ModelAccess
 from deskpilot.grounding.capture import FakeScreen
 from deskpilot.grounding.ocr import FakeReader, TextBox, TextLine
 from deskpilot.models.runtime import Mode, Reply

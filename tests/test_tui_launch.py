@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deskpilot.agent.cli import build_parser, wants_tui
+from deskpilot.agent.cli.main import build_parser, wants_tui
 from deskpilot.tui.launch import native_output_to
 
 
@@ -43,7 +43,7 @@ def test_the_interface_opens_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch)
 def test_a_bad_kill_key_is_refused_before_anything_runs(capsys: pytest.CaptureFixture[str],
                                                          monkeypatch: pytest.MonkeyPatch
                                                          ) -> None:
-    from deskpilot.agent.cli import main
+    from deskpilot.agent.cli.main import main
 
     monkeypatch.setenv("DISPLAY", ":9999")
     assert main(["run", "do it", "--kill-key", "k"]) == 2

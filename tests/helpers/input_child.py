@@ -1,7 +1,8 @@
 """A process that performs one long action on the real display, for the signal tests.
 
 ``python -m tests.helpers.input_child ACTION MODE`` with ACTION one of ``drag``, ``hold``,
-``type`` and MODE ``guarded`` (inside :func:`agent.signals.terminate_as_interrupt`) or ``bare``.
+``type`` and MODE ``guarded`` (inside
+:func:`deskpilot.agent.cli.signals.terminate_as_interrupt`) or ``bare``.
 It prints ``ready`` once the action is under way (the drag's button is down, the hold's shift
 is down, the first chunk is typed), then keeps the action going for several seconds so the
 parent can signal it mid-action. On an interrupt it prints ``interrupted`` after the executor
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from deskpilot.actions.executor import PyAutoGuiDevice, execute
 from deskpilot.actions.resolved import Resolved
 from deskpilot.actions.types import Drag, Hold, Type
-from deskpilot.agent.signals import terminate_as_interrupt
+from deskpilot.agent.cli.signals import terminate_as_interrupt
 from deskpilot.grounding.geometry import Point
 
 BOX = (0.4, 0.4, 0.6, 0.6)

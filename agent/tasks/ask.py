@@ -7,9 +7,9 @@ from dataclasses import replace
 
 from deskpilot.agent.loop import Budget, run_agent
 from deskpilot.agent.rundir import RunDir
-from deskpilot.agent.stepkit import Draft, StepContext, StepFailed, grab, keep, lap
-from deskpilot.agent.taskfile import Step
-from deskpilot.agent.taskrecords import Source
+from deskpilot.agent.tasks.file import Step
+from deskpilot.agent.tasks.kit import Draft, StepContext, StepFailed, grab, keep, lap
+from deskpilot.agent.tasks.results import Source
 from deskpilot.grounding.preprocess import prepare
 from deskpilot.models import asks
 

@@ -39,9 +39,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deskpilot.agent.summary import write_private
-from deskpilot.agent.taskfile import Task
-from deskpilot.agent.taskrecords import SuiteResult, TaskResult, TaskStatus
+from deskpilot.agent.reports.summary import write_private
+from deskpilot.agent.tasks.file import Task
+from deskpilot.agent.tasks.results import SuiteResult, TaskResult, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def as_lane(args: argparse.Namespace, *, watch_parent: bool = True) -> None:
 
     With ``watch_parent``, the child stops itself (as on SIGTERM) once its parent is gone.
     """
-    from deskpilot.agent.cli import UserError
+    from deskpilot.agent.cli.main import UserError
 
     if not 0 <= args.lane < len(args.task):
         raise UserError(f"--lane {args.lane}: there are {len(args.task)} task files")
@@ -138,7 +138,7 @@ class _Lane:
 
 def run_lanes(tasks: Sequence[Task], args: argparse.Namespace) -> int:
     """Run the (loaded, valid) tasks up to ``args.concurrency`` at once; write one report."""
-    from deskpilot.agent.cli_tasks import write_outputs
+    from deskpilot.agent.cli.tasks import write_outputs
 
     _check_can_run(tasks, args)
     width = min(args.concurrency, len(tasks))
@@ -182,8 +182,8 @@ def run_lanes(tasks: Sequence[Task], args: argparse.Namespace) -> int:
 
 def _check_can_run(tasks: Sequence[Task], args: argparse.Namespace) -> None:
     """Refuse (exit 2) what would fail in every child, before any starts."""
-    from deskpilot.agent.cli import UserError
-    from deskpilot.agent.cli_tasks import model_opener
+    from deskpilot.agent.cli.main import UserError
+    from deskpilot.agent.cli.tasks import model_opener
 
     if any(t.needs_model for t in tasks):
         if args.replay is None and args.backend != "openai":
@@ -201,7 +201,7 @@ def _check_can_run(tasks: Sequence[Task], args: argparse.Namespace) -> None:
 
 def _lanes_dir(args: argparse.Namespace) -> Path:
     """A private directory for the children's logs and result files, beside the runs."""
-    from deskpilot.agent.cli import UserError
+    from deskpilot.agent.cli.main import UserError
     from deskpilot.agent.rundir import default_runs_root
 
     root = args.runs_dir or default_runs_root()
@@ -216,7 +216,7 @@ def _lanes_dir(args: argparse.Namespace) -> Path:
 
 
 def _start(index: int, task: Task, args: argparse.Namespace, logs: Path) -> _Lane:
-    from deskpilot.agent.taskrun import slug
+    from deskpilot.agent.tasks.run import slug
 
     stem = f"{index + 1:03d}-{slug(task.name)}"
     log_path, result = logs / f"{stem}.log", logs / f"{stem}.result.json"

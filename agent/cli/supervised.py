@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from deskpilot.agent.cli import (
+from deskpilot.agent.cli.main import (
     EXIT_FAILED,
     gate_for_words,
     open_words_runtime,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 def run_in_tui(args: argparse.Namespace, *, screen: Screen, record: RunDir,
                device: InputDevice | None, kill_key: str | None) -> int:
     """Open the interface, run the task in its worker, print the outcome after it closes."""
-    from deskpilot.agent.cli import takeover_watch
+    from deskpilot.agent.cli.main import takeover_watch
     from deskpilot.agent.takeover import describe_hotkey
     from deskpilot.tui.app import RunInfo
     from deskpilot.tui.launch import supervise

@@ -17,7 +17,7 @@ from deskpilot.agent.records import RunResult, Status, StepRecord
 if TYPE_CHECKING:
     from deskpilot.actions.approval import Approver
     from deskpilot.actions.executor import InputDevice
-    from deskpilot.agent.gate import Gate
+    from deskpilot.actions.gate import Gate
     from deskpilot.agent.rundir import RunDir
     from deskpilot.agent.supervise import Supervisor
     from deskpilot.agent.takeover import TakeoverWatch
@@ -292,7 +292,7 @@ def _positive_float(text: str) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deskpilot`` console script."""
     args = build_parser().parse_args(argv)
-    # --concurrency starts each task with these same arguments (agent/lanes.py).
+    # --concurrency starts each task with these same arguments (agent/cli/lanes.py).
     args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -300,24 +300,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("huggingface_hub").propagate = False
     try:
         if args.command == "run":
-            from deskpilot.agent.signals import terminate_as_interrupt
+            from deskpilot.agent.cli.signals import terminate_as_interrupt
 
             # SIGTERM/SIGHUP unwind like Ctrl+C, so every held key and button is released.
             with terminate_as_interrupt():
                 return _cmd_run(args)
         if args.command == "models":
-            from deskpilot.agent.cli_models import run_models_command
+            from deskpilot.agent.cli.models import run_models_command
             return run_models_command(args)
         if args.command == "bench":
             import importlib
 
-            importlib.import_module(f"deskpilot.agent.bench_{args.what}").main(args.options)
+            importlib.import_module(f"deskpilot.agent.bench.{args.what}").main(args.options)
             return EXIT_OK
         if args.command == "doctor":
-            from deskpilot.agent.doctor import run_doctor
+            from deskpilot.agent.cli.doctor import run_doctor
             return run_doctor()
         if args.command == "demo":
-            from deskpilot.agent.cli_demo import run_demo
+            from deskpilot.agent.cli.demo import run_demo
             return run_demo(args.runs_dir)
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", None)
@@ -354,8 +354,8 @@ def _temperature(args: argparse.Namespace) -> float:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from deskpilot.agent.cli_tasks import is_task_file, run_task_files
-    from deskpilot.agent.runtimes import check_backend
+    from deskpilot.agent.cli.tasks import is_task_file, run_task_files
+    from deskpilot.models.open import check_backend
 
     try:
         args.base_url = check_backend(args.backend, args.base_url, model=args.model,
@@ -378,9 +378,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def gate_for_words(args: argparse.Namespace, record: RunDir, approver: Approver | None = None
                    ) -> Gate:
     """The safety gate for a task in words: the person approves, at this terminal by default."""
+    from deskpilot.actions.gate import Gate
     from deskpilot.actions.policy import Policy, Scope
-    from deskpilot.agent.cli_tasks import approver_for, window_probe
-    from deskpilot.agent.gate import Gate
+    from deskpilot.agent.cli.tasks import approver_for, window_probe
     from deskpilot.grounding.ocr import RapidOcrReader
 
     try:
@@ -416,7 +416,7 @@ def _cmd_run_words(args: argparse.Namespace) -> int:
         raise UserError(f"{exc} (nothing was done)") from None
     device = None if args.dry_run else PyAutoGuiDevice()
     if wants_tui(args):
-        from deskpilot.agent.cli_tui import run_in_tui
+        from deskpilot.agent.cli.supervised import run_in_tui
 
         return run_in_tui(args, screen=screen, record=record, device=device, kill_key=kill_key)
     try:
@@ -446,8 +446,8 @@ def wants_tui(args: argparse.Namespace) -> bool:
 
 def open_words_runtime(args: argparse.Namespace) -> Runtime:
     """The model for a task in words, behind its deadline; UserError when it cannot be had."""
-    from deskpilot.agent.runtimes import open_runtime
     from deskpilot.models.catalog import ModelError
+    from deskpilot.models.open import open_runtime
     from deskpilot.models.runtime import RuntimeFailure
     from deskpilot.models.timeout import TimeoutRuntime
 

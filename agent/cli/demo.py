@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from deskpilot.agent.cli import EXIT_FAILED, EXIT_OK, UserError, print_step
-from deskpilot.agent.demo import EXPECTED, SCREEN, check_display, replay_xcalc
+from deskpilot.agent.cli.main import EXIT_FAILED, EXIT_OK, UserError, print_step
+from deskpilot.agent.cli.replay import EXPECTED, SCREEN, check_display, replay_xcalc
 from deskpilot.agent.rundir import RunDir, RunDirError, default_runs_root
 from deskpilot.grounding.xvfb import DisplayError, xvfb
 

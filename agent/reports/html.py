@@ -20,8 +20,8 @@ from pathlib import Path
 from PIL import Image
 
 from deskpilot.agent.records import Outcome, StepRecord
-from deskpilot.agent.summary import write_private
-from deskpilot.agent.taskrecords import ScriptStep, SuiteResult, TaskResult, TaskStatus
+from deskpilot.agent.reports.summary import write_private
+from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult, TaskStatus
 
 log = logging.getLogger(__name__)
 

@@ -83,7 +83,7 @@ def bench_overhead(sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES, steps: int 
 def measure_size(width: int, height: int, *, steps: int = 30,
                  max_patches: int = DEFAULT_MAX_PATCHES) -> dict[str, Any]:
     """Run :func:`bench_size` in a fresh interpreter and return the figures it prints."""
-    argv = [sys.executable, "-P", "-m", "deskpilot.agent.bench_overhead",
+    argv = [sys.executable, "-P", "-m", "deskpilot.agent.bench.overhead",
             "--one", f"{width}x{height}", "--steps", str(steps), "--max-patches", str(max_patches)]
     log.info("running %s", " ".join(argv))
     try:
@@ -109,7 +109,7 @@ def bench_size(width: int, height: int, *, steps: int = 30,
         raise ValueError(f"steps must be at least 1, got {steps}")
     if "pyautogui" in sys.modules:
         raise BenchError("pyautogui is already bound to a display in this process; run "
-                         "`python -m deskpilot.agent.bench_overhead --one WxH` instead")
+                         "`python -m deskpilot.agent.bench.overhead --one WxH` instead")
     # Xvfb is an X11 session; saying so lets pyscreeze take its X11 path (scrot), which is
     # what pyautogui.screenshot() does on a person's X11 desktop.
     os.environ["XDG_SESSION_TYPE"] = "x11"

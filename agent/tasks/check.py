@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deskpilot.agent.stepkit import (
+from deskpilot.agent.tasks.file import Step
+from deskpilot.agent.tasks.kit import (
     POLL_S,
     Draft,
     StepContext,
@@ -18,8 +19,7 @@ from deskpilot.agent.stepkit import (
     lap,
     read_text,
 )
-from deskpilot.agent.taskfile import Step
-from deskpilot.agent.taskrecords import Source
+from deskpilot.agent.tasks.results import Source
 from deskpilot.grounding.capture import Frame
 from deskpilot.grounding.geometry import PixelBox
 from deskpilot.grounding.textmatch import AmbiguousText, TextLookupError

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deskpilot.agent.taskrecords import SuiteResult
+from deskpilot.agent.tasks.results import SuiteResult
 from deskpilot.grounding.visual import write_atomic
 
 

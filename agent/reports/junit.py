@@ -10,8 +10,8 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from deskpilot.agent.summary import write_private
-from deskpilot.agent.taskrecords import ScriptStep, SuiteResult, TaskResult, TaskStatus
+from deskpilot.agent.reports.summary import write_private
+from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult, TaskStatus
 
 # XML 1.0 cannot hold most control characters, not even escaped; screen text and model output
 # may contain them, and one would make the whole file unreadable to the CI server.

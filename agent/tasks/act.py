@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 from deskpilot.actions.types import MAX_TYPE_CHARS, Click, Key, Scroll, Type
-from deskpilot.agent.cache import CacheMode, Hit, Stale, cache_key, replay
-from deskpilot.agent.stepkit import (
+from deskpilot.agent.tasks.cache import CacheMode, Hit, Stale, cache_key, replay
+from deskpilot.agent.tasks.file import Step
+from deskpilot.agent.tasks.kit import (
     Draft,
     StepContext,
     StepFailed,
@@ -19,8 +20,7 @@ from deskpilot.agent.stepkit import (
     point_box,
     read_text,
 )
-from deskpilot.agent.taskfile import Step
-from deskpilot.agent.taskrecords import Source
+from deskpilot.agent.tasks.results import Source
 from deskpilot.grounding.capture import Frame
 from deskpilot.grounding.geometry import PixelBox, Region
 from deskpilot.grounding.preprocess import prepare

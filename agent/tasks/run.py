@@ -18,14 +18,14 @@ from pathlib import Path
 
 from deskpilot.actions.approval import Approver, DenyAll
 from deskpilot.actions.executor import InputDevice, release_all
+from deskpilot.actions.gate import Gate
 from deskpilot.actions.policy import Policy, Scope
-from deskpilot.agent.cache import CacheMode, GroundingCache
-from deskpilot.agent.gate import Gate
 from deskpilot.agent.loop import Clock
 from deskpilot.agent.rundir import RunDir
-from deskpilot.agent.steps import ModelAccess, StepContext, run_step
-from deskpilot.agent.taskfile import Task, WaitForWindow, redact, substitute
-from deskpilot.agent.taskrecords import ScriptStep, SuiteResult, TaskResult, TaskStatus
+from deskpilot.agent.tasks.cache import CacheMode, GroundingCache
+from deskpilot.agent.tasks.file import Task, WaitForWindow, redact, substitute
+from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult, TaskStatus
+from deskpilot.agent.tasks.steps import ModelAccess, StepContext, run_step
 from deskpilot.grounding.capture import CaptureError, Screen
 from deskpilot.grounding.ocr import OcrError, TextReader
 from deskpilot.grounding.textmatch import TextLookupError, find_text

@@ -555,7 +555,7 @@ def _mode(name: str) -> Mode:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m deskpilot.agent.bench_model``: run the bench and print its JSON."""
+    """``python -m deskpilot.agent.bench.model``: run the bench and print its JSON."""
     parser = argparse.ArgumentParser(prog="deskpilot bench model", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=SHAPES, default="small")

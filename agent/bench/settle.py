@@ -8,7 +8,7 @@ Anthropic's computer-use-demo sleeps before its screenshot after an action
 (``tools/computer.py``: ``_screenshot_delay = 2.0``).
 
 pyautogui connects to the display it first sees, so run this in a fresh process
-(``python -m deskpilot.agent.bench_settle``).
+(``python -m deskpilot.agent.bench.settle``).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def bench_settle(trials: int = 10) -> dict[str, Any]:
         raise ValueError(f"trials must be at least 1, got {trials}")
     if "pyautogui" in sys.modules:
         raise BenchError("pyautogui is already bound to a display in this process; run "
-                         "`python -m deskpilot.agent.bench_settle` instead")
+                         "`python -m deskpilot.agent.bench.settle` instead")
     clock = SystemClock()
     with ExitStack() as stack:
         display, _ = stack.enter_context(run_display(new=True, size=SIZE))

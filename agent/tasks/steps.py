@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from deskpilot.agent import steps_act, steps_check, steps_model
-from deskpilot.agent.stepkit import Draft, ModelAccess, StepContext, StepFailed
-from deskpilot.agent.taskfile import Step, redact
-from deskpilot.agent.taskrecords import ScriptStep
+from deskpilot.agent.tasks import act as steps_act
+from deskpilot.agent.tasks import ask as steps_model
+from deskpilot.agent.tasks import check as steps_check
+from deskpilot.agent.tasks.file import Step, redact
+from deskpilot.agent.tasks.kit import Draft, ModelAccess, StepContext, StepFailed
+from deskpilot.agent.tasks.results import ScriptStep
 
 __all__ = ["ModelAccess", "StepContext", "StepFailed", "run_step"]
 

@@ -13,16 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deskpilot.actions.executor import InputDevice, execute
+from deskpilot.actions.gate import Gate, describe
 from deskpilot.actions.parse import ActionError
 from deskpilot.actions.types import AnyAction
 from deskpilot.actions.validate import validate
-from deskpilot.agent.cache import GroundingCache
-from deskpilot.agent.gate import Gate, describe
 from deskpilot.agent.loop import Clock, ModelSettings
 from deskpilot.agent.records import StepRecord
 from deskpilot.agent.rundir import RunDir
-from deskpilot.agent.taskfile import Task, redact, substitute
-from deskpilot.agent.taskrecords import Source
+from deskpilot.agent.tasks.cache import GroundingCache
+from deskpilot.agent.tasks.file import Task, redact, substitute
+from deskpilot.agent.tasks.results import Source
 from deskpilot.grounding.capture import Frame, Screen
 from deskpilot.grounding.geometry import PixelBox, View
 from deskpilot.grounding.ocr import TextReader
@@ -96,7 +96,7 @@ class StepContext:
 
 @dataclass
 class Draft:
-    """What a step has found out so far; :func:`agent.steps.run_step` freezes it into a record."""
+    """What a step has found out so far; :func:`.steps.run_step` freezes it into a record."""
 
     message: str = ""
     source: Source | None = None

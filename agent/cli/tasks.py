@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deskpilot.agent.taskfile import Task, TaskFileError, load_tasks
-from deskpilot.agent.taskrecords import ScriptStep, SuiteResult, TaskResult
+from deskpilot.agent.tasks.file import Task, TaskFileError, load_tasks
+from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult
 
 if TYPE_CHECKING:
     from deskpilot.actions.approval import Approver
@@ -31,14 +31,14 @@ def is_task_file(argument: str) -> bool:
 
 def run_task_files(args: argparse.Namespace) -> int:
     """Load every file (exit 2 on any problem, before anything runs), run them, report."""
-    from deskpilot.agent.cli import UserError
+    from deskpilot.agent.cli.main import UserError
 
     bad = [a for a in args.task if not is_task_file(a)]
     if bad:
         raise UserError(f"{bad[0]!r} is not a task file (.yaml/.yml); a task in words is one "
                         "quoted argument")
     if args.lane is not None:  # one task of a --concurrency run, in a child process
-        from deskpilot.agent.lanes import as_lane
+        from deskpilot.agent.cli.lanes import as_lane
 
         as_lane(args)
     try:
@@ -53,7 +53,7 @@ def run_task_files(args: argparse.Namespace) -> int:
         if path is not None and path.is_dir():
             raise UserError(f"{path} is a directory; give a file name")
     if args.concurrency > 1 and args.lane is None:
-        from deskpilot.agent.lanes import run_lanes
+        from deskpilot.agent.cli.lanes import run_lanes
 
         return run_lanes(tasks, args)
     new_display = args.xvfb or (args.headless and not os.environ.get("DISPLAY"))
@@ -65,13 +65,13 @@ def run_task_files(args: argparse.Namespace) -> int:
 
 def _run(tasks: list[Task], args: argparse.Namespace, *, new_display: bool) -> int:
     from deskpilot.actions.executor import PyAutoGuiDevice
-    from deskpilot.agent.cache import CacheMode
-    from deskpilot.agent.cli import UserError, _temperature
+    from deskpilot.agent.cli.main import UserError, _temperature
     from deskpilot.agent.headless import run_display
     from deskpilot.agent.loop import ModelSettings, SystemClock
     from deskpilot.agent.rundir import default_runs_root
-    from deskpilot.agent.steps import ModelAccess
-    from deskpilot.agent.taskrun import Services, run_suite
+    from deskpilot.agent.tasks.cache import CacheMode
+    from deskpilot.agent.tasks.run import Services, run_suite
+    from deskpilot.agent.tasks.steps import ModelAccess
     from deskpilot.grounding.capture import CaptureError, MssScreen
     from deskpilot.grounding.ocr import RapidOcrReader
     from deskpilot.grounding.xvfb import DisplayError
@@ -138,9 +138,9 @@ def window_probe(display: str) -> X11WindowProbe | None:
 
 def model_opener(args: argparse.Namespace) -> Callable[[], Runtime]:
     """Check now that a model can be had (exit 2 if not); open it on the first model step."""
-    from deskpilot.agent.cli import UserError
-    from deskpilot.agent.runtimes import open_runtime
+    from deskpilot.agent.cli.main import UserError
     from deskpilot.models.catalog import DEFAULT_MODEL, ModelError, resolve_model
+    from deskpilot.models.open import open_runtime
 
     if args.replay is None and args.backend != "openai" and args.model != "tiny":
         try:
@@ -174,9 +174,9 @@ def _print_result(result: TaskResult) -> None:
 
 def write_outputs(suite: SuiteResult, args: argparse.Namespace) -> int:
     """Print the totals, write the files asked for; return the exit code of the suite."""
-    from deskpilot.agent.junit import write_junit
-    from deskpilot.agent.report import write_report
-    from deskpilot.agent.summary import write_summary
+    from deskpilot.agent.reports.html import write_report
+    from deskpilot.agent.reports.junit import write_junit
+    from deskpilot.agent.reports.summary import write_summary
 
     counts = suite.counts()
     print(f"\n{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors "
@@ -191,7 +191,7 @@ def write_outputs(suite: SuiteResult, args: argparse.Namespace) -> int:
         index = write_report(args.report, suite)
         print(f"report:  {index}")
     if args.result_json is not None:  # for the parent of a --concurrency run
-        from deskpilot.agent.lanes import write_lane_result
+        from deskpilot.agent.cli.lanes import write_lane_result
 
         write_lane_result(args.result_json, suite)
     return EXIT_OK if suite.passed else EXIT_FAILED

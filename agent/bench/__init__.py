@@ -1,0 +1,1 @@
+"""Benchmarks: each is a command that prints its figures as JSON."""

@@ -1,0 +1,1 @@
+"""The deskpilot command line: parsing, options, and one module per command."""
