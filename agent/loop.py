@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +17,7 @@ from deskpilot.actions.parse import ActionError, parse_action
 from deskpilot.actions.schema import action_grammar, describe_actions, max_answer_chars
 from deskpilot.actions.types import TERMINAL_ACTIONS, AnyAction, Done, Fail, Wait, summarize
 from deskpilot.actions.validate import validate
+from deskpilot.agent.clock import Clock, SystemClock
 from deskpilot.agent.loopguard import LoopGuard, action_key
 from deskpilot.agent.records import Outcome, RunResult, Status, StepRecord, Timings
 from deskpilot.agent.rundir import RunDir, RunDirError
@@ -33,30 +33,6 @@ from deskpilot.models.runtime import Mode, Reply, Request, Runtime, RuntimeFailu
 log = logging.getLogger(__name__)
 
 HISTORY_STEPS = 12  # older steps drop out of the prompt; the trajectory keeps them all
-
-
-class Clock(Protocol):
-    """Time source and sleeper (a fake one makes waits instant in tests)."""
-
-    def now(self) -> float:
-        """Monotonic seconds."""
-        ...
-
-    def sleep(self, seconds: float) -> None:
-        """Block for ``seconds``."""
-        ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def now(self) -> float:
-        """Monotonic seconds."""
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        """Block for ``seconds``."""
-        time.sleep(seconds)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,17 +7,26 @@ differencing says when drawing has actually stopped.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from deskpilot.grounding.capture import Frame, Screen
 
-if TYPE_CHECKING:
-    from deskpilot.agent.loop import Clock
-
 _STRIDE = 4           # compare every 4th pixel each way: 1/16 of the work, still sees a caret
 _CHANGE_LEVEL = 8     # grey-level difference that counts as a change (below: encoder noise)
+
+
+class Clock(Protocol):
+    """Time source and sleeper (a fake one makes waits instant in tests)."""
+
+    def now(self) -> float:
+        """Monotonic seconds."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Block for ``seconds``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -22,7 +22,8 @@ from Xlib.display import Display
 from deskpilot.actions.executor import Interrupted, PyAutoGuiDevice, execute
 from deskpilot.actions.resolved import Resolved
 from deskpilot.actions.types import Drag
-from deskpilot.agent.loop import SystemClock, run_agent
+from deskpilot.agent.clock import SystemClock
+from deskpilot.agent.loop import run_agent
 from deskpilot.agent.records import RunResult, Status
 from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.takeover import TakeoverWatch, parse_hotkey

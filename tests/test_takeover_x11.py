@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deskpilot.agent.loop import SystemClock, run_agent
+from deskpilot.agent.clock import SystemClock
+from deskpilot.agent.loop import run_agent
 from deskpilot.agent.records import Status
 from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.takeover import TakeoverWatch

@@ -41,8 +41,9 @@ from deskpilot.actions.parse import parse_action
 from deskpilot.actions.schema import action_grammar, describe_actions, max_answer_chars
 from deskpilot.actions.types import summarize
 from deskpilot.actions.validate import validate
+from deskpilot.agent.clock import SystemClock
 from deskpilot.agent.headless import parse_size, run_display
-from deskpilot.agent.loop import HISTORY_STEPS, SystemClock
+from deskpilot.agent.loop import HISTORY_STEPS
 from deskpilot.agent.records import Outcome, StepRecord, Timings
 from deskpilot.agent.rundir import RunDir
 from deskpilot.grounding.capture import MssScreen

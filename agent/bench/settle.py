@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from deskpilot.actions.executor import PyAutoGuiDevice
+from deskpilot.agent.clock import SystemClock
 from deskpilot.agent.headless import run_display
-from deskpilot.agent.loop import SystemClock
 from deskpilot.grounding.capture import MssScreen
 from deskpilot.grounding.stable import changed, thumbnail, wait_stable
 from deskpilot.grounding.xvfb import launched

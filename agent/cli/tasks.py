@@ -66,8 +66,9 @@ def run_task_files(args: argparse.Namespace) -> int:
 def _run(tasks: list[Task], args: argparse.Namespace, *, new_display: bool) -> int:
     from deskpilot.actions.executor import PyAutoGuiDevice
     from deskpilot.agent.cli.main import UserError, _temperature
+    from deskpilot.agent.clock import SystemClock
     from deskpilot.agent.headless import run_display
-    from deskpilot.agent.loop import ModelSettings, SystemClock
+    from deskpilot.agent.loop import ModelSettings
     from deskpilot.agent.rundir import default_runs_root
     from deskpilot.agent.tasks.cache import CacheMode
     from deskpilot.agent.tasks.run import Services, run_suite

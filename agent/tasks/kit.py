@@ -17,7 +17,8 @@ from deskpilot.actions.gate import Gate, describe
 from deskpilot.actions.parse import ActionError
 from deskpilot.actions.types import AnyAction
 from deskpilot.actions.validate import validate
-from deskpilot.agent.loop import Clock, ModelSettings
+from deskpilot.agent.clock import Clock
+from deskpilot.agent.loop import ModelSettings
 from deskpilot.agent.records import StepRecord
 from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.tasks.cache import GroundingCache

@@ -20,7 +20,7 @@ from deskpilot.actions.approval import Approver, DenyAll
 from deskpilot.actions.executor import InputDevice, release_all
 from deskpilot.actions.gate import Gate
 from deskpilot.actions.policy import Policy, Scope
-from deskpilot.agent.loop import Clock
+from deskpilot.agent.clock import Clock
 from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.tasks.cache import CacheMode, GroundingCache
 from deskpilot.agent.tasks.file import Task, WaitForWindow, redact, substitute
