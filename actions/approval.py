@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import sys
 import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
@@ -109,3 +110,10 @@ def _prompt(concern: Concern, summary: str) -> str:
 
 
 __all__ = ["Approver", "DenyAll", "TerminalApprover"]
+
+
+def default_approver(*, headless: bool) -> Approver:
+    """Who approves sensitive actions: nobody when headless, else the person at this terminal."""
+    if headless or not sys.stdin.isatty():
+        return DenyAll()
+    return TerminalApprover()

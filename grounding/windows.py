@@ -259,3 +259,12 @@ class FakeWindowProbe:
 
 __all__ = ["FakeWindowProbe", "WindowInfo", "WindowProbe", "WindowProbeError",
            "X11WindowProbe"]
+
+
+def open_window_probe(display: str) -> X11WindowProbe | None:
+    """The X11 window probe; without it window scope and terminal detection fail closed."""
+    try:
+        return X11WindowProbe(display)
+    except WindowProbeError as exc:
+        log.warning("no window information (%s): window scopes cannot be checked", exc)
+        return None

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+
+log = logging.getLogger(__name__)
 
 
 class DisplayError(RuntimeError):
@@ -82,3 +85,26 @@ def wait_for_window(display: str, name: str, timeout_s: float = 10.0) -> str:
             return ids[0]
         time.sleep(0.05)
     raise DisplayError(f"no window named {name!r} appeared on {display} within {timeout_s:g}s")
+
+
+@contextlib.contextmanager
+def run_display(*, new: bool, size: tuple[int, int]) -> Iterator[tuple[str, bool]]:
+    """Yield ``(display, started)``: ``$DISPLAY`` unless ``new`` or unset, else a fresh Xvfb.
+
+    ``DISPLAY`` is pointed at the display for the duration, so the input device and the
+    capture backend (which read it when first used) act on the same screen.
+    """
+    current = os.environ.get("DISPLAY")
+    if current and not new:
+        yield current, False
+        return
+    with xvfb(*size) as name:
+        log.info("started Xvfb %s at %dx%d", name, *size)
+        os.environ["DISPLAY"] = name
+        try:
+            yield name, True
+        finally:
+            if current is None:
+                os.environ.pop("DISPLAY", None)
+            else:
+                os.environ["DISPLAY"] = current

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deskpilot.agent.cli.lanes import as_lane, lane_argv, read_lane_result, write_lane_result
+from deskpilot.agent.cli.lanes import as_lane, lane_argv
 from deskpilot.agent.cli.main import build_parser, main
 from deskpilot.agent.records import Outcome, StepRecord, Timings
+from deskpilot.agent.reports.lane import read_lane_result, write_lane_result
 from deskpilot.agent.tasks.cache import CacheMode, GroundingCache, cache_key
 from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult
 from deskpilot.grounding.template import cut

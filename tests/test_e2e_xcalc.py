@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deskpilot.agent.cli.replay import check_display, replay_xcalc
+from deskpilot.agent.cli.demo import check_display, replay_xcalc
 from deskpilot.agent.records import Outcome, Status
 from deskpilot.agent.rundir import RunDir
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from deskpilot.agent.cli.main import build_parser, wants_tui
+from deskpilot.agent.cli.main import build_parser
+from deskpilot.agent.cli.words import wants_tui
 from deskpilot.tui.launch import native_output_to
 
 

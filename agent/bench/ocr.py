@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from deskpilot.agent.headless import parse_size, run_display
+from deskpilot.agent.cli.argtypes import size
 from deskpilot.grounding.capture import MssScreen
 from deskpilot.grounding.ocr import PixelBox, RapidOcrReader, TextReader
 from deskpilot.grounding.textmatch import TextLookupError, find_text
-from deskpilot.grounding.xvfb import launched, wait_for_window
+from deskpilot.grounding.xvfb import launched, run_display, wait_for_window
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="deskpilot bench ocr",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--screen-size", type=parse_size, default=(1920, 1080), metavar="WxH",
+    parser.add_argument("--screen-size", type=size, default=(1920, 1080), metavar="WxH",
                         help="display size (default 1920x1080)")
     parser.add_argument("--steps", type=int, default=10, metavar="N",
                         help="groundings to time (default 10)")

@@ -41,15 +41,15 @@ from deskpilot.actions.parse import parse_action
 from deskpilot.actions.schema import action_grammar, describe_actions, max_answer_chars
 from deskpilot.actions.types import summarize
 from deskpilot.actions.validate import validate
+from deskpilot.agent.cli.argtypes import size
 from deskpilot.agent.clock import SystemClock
-from deskpilot.agent.headless import parse_size, run_display
 from deskpilot.agent.loop import HISTORY_STEPS
 from deskpilot.agent.records import Outcome, StepRecord, Timings
 from deskpilot.agent.rundir import RunDir
 from deskpilot.grounding.capture import MssScreen
 from deskpilot.grounding.preprocess import DEFAULT_MAX_PATCHES, prepare
 from deskpilot.grounding.stable import wait_stable
-from deskpilot.grounding.xvfb import launched
+from deskpilot.grounding.xvfb import launched, run_display
 from deskpilot.models.prompt import agent_prompt
 from deskpilot.models.runtime import Request
 
@@ -288,9 +288,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Print the benchmark's figures as JSON (``--one WxH``: one size, in this process)."""
     parser = argparse.ArgumentParser(prog="deskpilot bench overhead",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--one", type=parse_size, metavar="WxH",
+    parser.add_argument("--one", type=size, metavar="WxH",
                         help="time one size in this process (the worker mode)")
-    parser.add_argument("--sizes", type=parse_size, nargs="+", metavar="WxH",
+    parser.add_argument("--sizes", type=size, nargs="+", metavar="WxH",
                         default=list(DEFAULT_SIZES))
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--max-patches", type=int, default=DEFAULT_MAX_PATCHES)

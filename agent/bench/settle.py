@@ -27,10 +27,9 @@ from typing import Any
 
 from deskpilot.actions.executor import PyAutoGuiDevice
 from deskpilot.agent.clock import SystemClock
-from deskpilot.agent.headless import run_display
 from deskpilot.grounding.capture import MssScreen
 from deskpilot.grounding.stable import changed, thumbnail, wait_stable
-from deskpilot.grounding.xvfb import launched
+from deskpilot.grounding.xvfb import launched, run_display
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import shutil
@@ -39,26 +38,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deskpilot.agent.reports.summary import write_private
+from deskpilot.agent.cli.errors import EXIT_INTERRUPTED, UserError
+from deskpilot.agent.reports.lane import read_lane_result
 from deskpilot.agent.tasks.file import Task
 from deskpilot.agent.tasks.results import SuiteResult, TaskResult, TaskStatus
 
 log = logging.getLogger(__name__)
 
-RESULT_VERSION = 1
 POLL_S = 0.05          # between checks for finished children
 TERM_GRACE_S = 30.0    # for a child told to stop: release input, stop programs, write result
 PARENT_CHECK_S = 1.0   # how often a child checks that its parent is still there
-
-
-@dataclass(frozen=True, slots=True)
-class LaneResult:
-    """What one child wrote: its results and the display it ran on."""
-
-    tasks: tuple[TaskResult, ...]
-    display: str
-    screen_size: tuple[int, int]
-    interrupted: bool
 
 
 def lane_argv(argv: Sequence[str], index: int, result: Path) -> list[str]:
@@ -77,7 +66,6 @@ def as_lane(args: argparse.Namespace, *, watch_parent: bool = True) -> None:
 
     With ``watch_parent``, the child stops itself (as on SIGTERM) once its parent is gone.
     """
-    from deskpilot.agent.cli.main import UserError
 
     if not 0 <= args.lane < len(args.task):
         raise UserError(f"--lane {args.lane}: there are {len(args.task)} task files")
@@ -100,28 +88,6 @@ def _stop_when_orphaned() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="deskpilot-parent-watch", daemon=True).start()
-
-
-def write_lane_result(path: Path, suite: SuiteResult) -> None:
-    """Write every result of ``suite`` in full, for the parent (atomically, 0600)."""
-    data = {"version": RESULT_VERSION, "display": suite.display,
-            "screen_size": list(suite.screen_size), "interrupted": suite.interrupted,
-            "tasks": [t.to_record() for t in suite.tasks]}
-    write_private(path, (json.dumps(data, ensure_ascii=False) + "\n").encode())
-
-
-def read_lane_result(path: Path) -> LaneResult:
-    """Read what :func:`write_lane_result` wrote; OSError or ValueError when it cannot."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    try:
-        if data["version"] != RESULT_VERSION:
-            raise ValueError(f"result format {data['version']!r}, expected {RESULT_VERSION}")
-        width, height = data["screen_size"]
-        return LaneResult(tuple(TaskResult.from_record(t) for t in data["tasks"]),
-                          str(data["display"]), (int(width), int(height)),
-                          bool(data["interrupted"]))
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"malformed result file: {type(exc).__name__}: {exc}") from None
 
 
 @dataclass
@@ -176,13 +142,12 @@ def run_lanes(tasks: Sequence[Task], args: argparse.Namespace) -> int:
         skipped = [t.name for i, t in enumerate(tasks) if i not in done]
         print("interrupted: " + (f"not run: {', '.join(skipped)}" if skipped else
                                  "every task had started"), file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return code
 
 
 def _check_can_run(tasks: Sequence[Task], args: argparse.Namespace) -> None:
     """Refuse (exit 2) what would fail in every child, before any starts."""
-    from deskpilot.agent.cli.main import UserError
     from deskpilot.agent.cli.tasks import model_opener
 
     if any(t.needs_model for t in tasks):
@@ -201,7 +166,6 @@ def _check_can_run(tasks: Sequence[Task], args: argparse.Namespace) -> None:
 
 def _lanes_dir(args: argparse.Namespace) -> Path:
     """A private directory for the children's logs and result files, beside the runs."""
-    from deskpilot.agent.cli.main import UserError
     from deskpilot.agent.rundir import default_runs_root
 
     root = args.runs_dir or default_runs_root()

@@ -4,31 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from deskpilot.agent.headless import parse_size
-from deskpilot.agent.records import RunResult, Status, StepRecord
-
-if TYPE_CHECKING:
-    from deskpilot.actions.approval import Approver
-    from deskpilot.actions.executor import InputDevice
-    from deskpilot.actions.gate import Gate
-    from deskpilot.agent.rundir import RunDir
-    from deskpilot.agent.supervise import Supervisor
-    from deskpilot.agent.takeover import TakeoverWatch
-    from deskpilot.grounding.capture import Screen
-    from deskpilot.models.runtime import Runtime
+from deskpilot.agent.cli import argtypes
+from deskpilot.agent.cli.errors import EXIT_OK, EXIT_USAGE, UserError
 from deskpilot.grounding.preprocess import DEFAULT_MAX_PATCHES, DEFAULT_MIN_PATCHES
 from deskpilot.models.runtime import Mode
 
 log = logging.getLogger("deskpilot")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 _EPILOG = """\
 examples:
@@ -96,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     for name in ("text-embd", "text-layers", "text-heads", "text-kv-heads", "text-ff",
                  "vision-embd", "vision-layers", "vision-heads", "vision-ff", "max-patches"):
-        tiny.add_argument(f"--{name}", type=_positive_int, metavar="N")
+        tiny.add_argument(f"--{name}", type=argtypes.positive_int, metavar="N")
     for m in (models, *msub.choices.values()):
         m.add_argument("--models-dir", type=Path, metavar="DIR",
                        help="where model files live (default $DESKPILOT_MODELS or "
@@ -154,16 +140,16 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="vision projector GGUF (default: found next to --model PATH)")
     run.add_argument("--replay", type=Path, metavar="JSONL",
                      help="replay recorded answers instead of running a model")
-    run.add_argument("--max-steps", type=_positive_int, default=30, metavar="N",
+    run.add_argument("--max-steps", type=argtypes.positive_int, default=30, metavar="N",
                      help="stop after N steps (default 30)")
-    run.add_argument("--max-seconds", type=_positive_float, default=600.0, metavar="S",
+    run.add_argument("--max-seconds", type=argtypes.positive_float, default=600.0, metavar="S",
                      help="stop after S seconds of wall time (default 600)")
     run.add_argument("--monitor", type=int, default=1, metavar="N",
                      help="monitor to watch and act on, as numbered by mss (default 1)")
     run.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.DIRECT.value,
                      help="direct answers, reasoning first, or the model's choice "
                           "(default direct)")
-    run.add_argument("--max-patches", type=_patch_budget, default=DEFAULT_MAX_PATCHES,
+    run.add_argument("--max-patches", type=argtypes.patch_budget, default=DEFAULT_MAX_PATCHES,
                      metavar="N",
                      help=f"image budget in 16x16 patches, {DEFAULT_MIN_PATCHES}-"
                           f"{DEFAULT_MAX_PATCHES} (the model's own limits; default "
@@ -177,7 +163,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                  "secret_typing"],
                         help="let this class of sensitive action run without asking "
                              "(repeatable; task files use their own allow list)")
-    safety.add_argument("--region", type=_region, metavar="X1,Y1,X2,Y2",
+    safety.add_argument("--region", type=argtypes.region, metavar="X1,Y1,X2,Y2",
                         help="refuse any pointer action outside this screen rectangle")
     safety.add_argument("--window", action="append", default=[], metavar="PATTERN",
                         help="refuse actions on windows whose title and class do not match "
@@ -195,9 +181,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--dry-run", action="store_true",
                      help="decide and validate actions, but never move the mouse or type")
     run.add_argument("--runs-dir", type=Path, metavar="DIR", help="where run directories go")
-    run.add_argument("--n-ctx", type=_positive_int, default=8192, metavar="N",
+    run.add_argument("--n-ctx", type=argtypes.positive_int, default=8192, metavar="N",
                      help="llama.cpp context size (default 8192)")
-    run.add_argument("--model-timeout", type=_positive_float, default=300.0, metavar="S",
+    run.add_argument("--model-timeout", type=argtypes.positive_float, default=300.0, metavar="S",
                      help="abandon a model call that has not answered after S seconds and end "
                           "the run (default 300)")
     run.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
@@ -210,7 +196,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                             "display")
     files.add_argument("--xvfb", action="store_true",
                        help="always run on a private Xvfb display, even when one is set")
-    files.add_argument("--screen-size", type=parse_size, default=(1280, 800), metavar="WxH",
+    files.add_argument("--screen-size", type=argtypes.size, default=(1280, 800), metavar="WxH",
                        help="size of the private display (default 1280x800)")
     files.add_argument("--junit", type=Path, metavar="FILE",
                        help="write a JUnit XML file: one test case per task")
@@ -227,7 +213,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                             "each task file)")
     files.add_argument("--update-baselines", action="store_true",
                        help="store this run's screenshots as the new visual baselines")
-    files.add_argument("--concurrency", type=_positive_int, default=1, metavar="N",
+    files.add_argument("--concurrency", type=argtypes.positive_int, default=1, metavar="N",
                        help="run up to N task files at once, each in its own process on its "
                             "own private Xvfb display (implies --headless --xvfb), with one "
                             "JUnit/summary/report for all; each task's output goes to a log "
@@ -241,7 +227,6 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                           "whose greedy answer would be the same every step)")
 
 
-
 _BENCHES = {
     "overhead": "agent overhead per step (capture .. record) at 1080p and 4K on Xvfb, beside "
                 "the naive pyautogui loop",
@@ -252,41 +237,6 @@ _BENCHES = {
     "serve": "model-driven task files at --concurrency 1, 2, 4 against one shared model "
              "server: wall time, model steps per second, speed-up",
 }
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _region(text: str) -> tuple[int, int, int, int]:
-    try:
-        x1, y1, x2, y2 = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected X1,Y1,X2,Y2 in pixels, got {text!r}"
-                                         ) from None
-    if x2 <= x1 or y2 <= y1 or min(x1, y1) < 0:
-        raise argparse.ArgumentTypeError(f"{text}: need 0 <= X1 < X2 and 0 <= Y1 < Y2")
-    return x1, y1, x2, y2
-
-
-def _patch_budget(text: str) -> int:
-    # Outside the model's range llama.cpp resizes the image again and pads it with black
-    # bars, which would shift every box the model answers.
-    value = int(text)
-    if not DEFAULT_MIN_PATCHES <= value <= DEFAULT_MAX_PATCHES:
-        raise argparse.ArgumentTypeError(
-            f"must be between {DEFAULT_MIN_PATCHES} and {DEFAULT_MAX_PATCHES}, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -329,30 +279,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_USAGE
 
 
-class UserError(Exception):
-    """Bad input or a missing prerequisite, reported in one line without a traceback."""
-
-
-def print_step(step: StepRecord) -> None:
-    """Plain one-line-per-step output."""
-    print(step.line(), flush=True)
-
-
-def print_result(result: RunResult) -> int:
-    """Print how the run ended; return the exit code."""
-    message = result.brief(200)
-    print(f"\n{result.status.value}: {message}")
-    if result.run_dir is not None:
-        print(f"trajectory: {result.run_dir / 'trajectory.jsonl'}")
-    return EXIT_OK if result.status is Status.DONE else EXIT_FAILED
-
-
-def _temperature(args: argparse.Namespace) -> float:
-    if args.temperature is not None:
-        return float(args.temperature)
-    return 0.8 if args.model == "tiny" else 0.0
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from deskpilot.agent.cli.tasks import is_task_file, run_task_files
     from deskpilot.models.open import check_backend
@@ -372,149 +298,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UserError("--headless, --xvfb and --concurrency run task files (FILE.yaml); a "
                         "task in words runs on the current display")
     args.task = args.task[0]
-    return _cmd_run_words(args)
+    from deskpilot.agent.cli.words import run_words_command
 
+    return run_words_command(args)
 
-def gate_for_words(args: argparse.Namespace, record: RunDir, approver: Approver | None = None
-                   ) -> Gate:
-    """The safety gate for a task in words: the person approves, at this terminal by default."""
-    from deskpilot.actions.gate import Gate
-    from deskpilot.actions.policy import Policy, Scope
-    from deskpilot.agent.cli.tasks import approver_for, window_probe
-    from deskpilot.grounding.ocr import RapidOcrReader
-
-    try:
-        policy = Policy(scope=Scope(region=args.region, windows=tuple(args.window)),
-                        allow=frozenset(args.allow), reader=RapidOcrReader(),
-                        windows=window_probe(os.environ.get("DISPLAY", "")),
-                        task_text=[args.task])
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    return Gate(policy, approver or approver_for(headless=False), record)
-
-
-def _cmd_run_words(args: argparse.Namespace) -> int:
-    from deskpilot.actions.executor import PyAutoGuiDevice
-    from deskpilot.agent.rundir import RunDir, RunDirError, default_runs_root
-    from deskpilot.grounding.capture import CaptureError, MssScreen
-    from deskpilot.grounding.checked import CheckedScreen
-
-    if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
-        raise UserError("no display: DISPLAY is not set (run inside an X session, or start "
-                        "Xvfb and set DISPLAY; `deskpilot doctor` checks this)")
-    kill_key = _kill_key(args)
-    try:
-        # A black or blank screenshot (a locked or sleeping screen) is retried, then ends the run.
-        screen = CheckedScreen(MssScreen(monitor=args.monitor))
-        screen.geometry()
-    except (CaptureError, ValueError) as exc:
-        raise UserError(str(exc)) from None
-    try:
-        record = RunDir(args.runs_dir or default_runs_root())
-    except RunDirError as exc:
-        screen.close()
-        raise UserError(f"{exc} (nothing was done)") from None
-    device = None if args.dry_run else PyAutoGuiDevice()
-    if wants_tui(args):
-        from deskpilot.agent.cli.supervised import run_in_tui
-
-        return run_in_tui(args, screen=screen, record=record, device=device, kill_key=kill_key)
-    try:
-        runtime = open_words_runtime(args)
-    except UserError:
-        screen.close()
-        raise
-    gate = None if device is None else gate_for_words(args, record)
-    header = write_run_header(args, record, runtime.name, screen, dry_run=device is None)
-    print(f"{header}\nrun: {record.path}\n", flush=True)
-    takeover = None if device is None else takeover_watch(kill_key, on_kill=_interrupt_main)
-    try:
-        result = run_words(args, runtime=runtime, screen=screen, device=device, record=record,
-                           gate=gate, takeover=takeover, on_step=print_step)
-    finally:
-        if takeover is not None:
-            takeover.stop()
-        runtime.close()
-        screen.close()
-    return print_result(result)
-
-
-def wants_tui(args: argparse.Namespace) -> bool:
-    """The interface opens for a task in words on an interactive terminal, unless --no-tui."""
-    return not args.no_tui and sys.stdin.isatty() and sys.stdout.isatty()
-
-
-def open_words_runtime(args: argparse.Namespace) -> Runtime:
-    """The model for a task in words, behind its deadline; UserError when it cannot be had."""
-    from deskpilot.models.catalog import ModelError
-    from deskpilot.models.open import open_runtime
-    from deskpilot.models.runtime import RuntimeFailure
-    from deskpilot.models.timeout import TimeoutRuntime
-
-    try:
-        runtime = TimeoutRuntime(open_runtime(
-            model=args.model, mmproj=args.mmproj, replay=args.replay, n_ctx=args.n_ctx,
-            gpu_layers=args.gpu_layers, backend=args.backend, base_url=args.base_url,
-            constraint=args.constraint), args.model_timeout)
-    except (ModelError, RuntimeFailure, ValueError) as exc:
-        raise UserError(f"{exc} (nothing was done)") from None
-    return runtime
-
-
-def write_run_header(args: argparse.Namespace, record: RunDir, model: str, screen: Screen, *,
-                     dry_run: bool) -> str:
-    """Write the run's header record; return the same facts as text for the person."""
-    g = screen.geometry()
-    record.write_header({"task": args.task, "model": model, "mode": args.mode,
-                         "screen": [g.left, g.top, g.width, g.height, g.scale],
-                         "dry_run": dry_run, "max_patches": args.max_patches})
-    return (f"task: {args.task}\nmodel: {model}   mode: {args.mode}   screen: "
-            f"{g.width}x{g.height}+{g.left}+{g.top} (scale {g.scale:g})   "
-            f"{'DRY RUN' if dry_run else 'live input'}")
-
-
-def run_words(args: argparse.Namespace, *, runtime: Runtime, screen: Screen,
-              device: InputDevice | None, record: RunDir, gate: Gate | None,
-              takeover: TakeoverWatch | None, on_step: Callable[[StepRecord], object],
-              supervisor: Supervisor | None = None) -> RunResult:
-    """The agent loop with the budgets and model settings the command line asked for."""
-    from deskpilot.agent.loop import Budget, ModelSettings, run_agent
-
-    return run_agent(
-        args.task, runtime=runtime, screen=screen, device=device, record=record,
-        budget=Budget(max_steps=args.max_steps, max_seconds=args.max_seconds),
-        settings=ModelSettings(mode=Mode(args.mode), max_patches=args.max_patches,
-                               temperature=_temperature(args), zoom=args.zoom),
-        gate=gate, takeover=takeover, on_step=on_step, supervisor=supervisor)
-
-
-def _kill_key(args: argparse.Namespace) -> str | None:
-    """The kill-switch hotkey in pynput's syntax, or None for --kill-key off."""
-    if args.kill_key.lower() in ("off", "none", ""):
-        return None
-    from deskpilot.agent.takeover import parse_hotkey
-
-    try:
-        return parse_hotkey(args.kill_key)
-    except ValueError as exc:
-        raise UserError(f"--kill-key: {exc}") from None
-
-
-def _interrupt_main() -> None:
-    """The kill switch without the interface: unwind the main thread as Ctrl+C does."""
-    os.kill(os.getpid(), signal.SIGINT)
-
-
-def takeover_watch(kill_key: str | None, *, on_kill: Callable[[], None], keys: bool = True
-                    ) -> TakeoverWatch | None:
-    """Listen for the person's own input and the kill switch; without them only after a warning.
-    """
-    from deskpilot.agent.takeover import TakeoverWatch
-
-    try:
-        return TakeoverWatch(kill_hotkey=kill_key, on_kill=on_kill, keys=keys).start()
-    except (RuntimeError, OSError) as exc:
-        print(f"warning: {exc}; moving the mouse will not stop the agent (Ctrl+C will)",
-              file=sys.stderr)
-        return None
 

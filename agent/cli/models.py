@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deskpilot.agent.cli.main import EXIT_FAILED, EXIT_OK, UserError
+from deskpilot.agent.cli.errors import EXIT_FAILED, EXIT_OK, UserError
 from deskpilot.models import catalog
 from deskpilot.models.tiny import TinyShape, write_tiny_pair
 

@@ -10,17 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deskpilot.agent.cli.console import print_script_step, print_task, print_task_result
+from deskpilot.agent.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UserError
 from deskpilot.agent.tasks.file import Task, TaskFileError, load_tasks
-from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult
+from deskpilot.agent.tasks.results import SuiteResult
 
 if TYPE_CHECKING:
-    from deskpilot.actions.approval import Approver
-    from deskpilot.grounding.windows import X11WindowProbe
     from deskpilot.models.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 TASK_SUFFIXES = (".yaml", ".yml")
 
 
@@ -31,7 +30,6 @@ def is_task_file(argument: str) -> bool:
 
 def run_task_files(args: argparse.Namespace) -> int:
     """Load every file (exit 2 on any problem, before anything runs), run them, report."""
-    from deskpilot.agent.cli.main import UserError
 
     bad = [a for a in args.task if not is_task_file(a)]
     if bad:
@@ -64,10 +62,10 @@ def run_task_files(args: argparse.Namespace) -> int:
 
 
 def _run(tasks: list[Task], args: argparse.Namespace, *, new_display: bool) -> int:
+    from deskpilot.actions.approval import default_approver
     from deskpilot.actions.executor import PyAutoGuiDevice
-    from deskpilot.agent.cli.main import UserError, _temperature
+    from deskpilot.agent.cli.words import _temperature
     from deskpilot.agent.clock import SystemClock
-    from deskpilot.agent.headless import run_display
     from deskpilot.agent.loop import ModelSettings
     from deskpilot.agent.rundir import default_runs_root
     from deskpilot.agent.tasks.cache import CacheMode
@@ -75,7 +73,8 @@ def _run(tasks: list[Task], args: argparse.Namespace, *, new_display: bool) -> i
     from deskpilot.agent.tasks.steps import ModelAccess
     from deskpilot.grounding.capture import CaptureError, MssScreen
     from deskpilot.grounding.ocr import RapidOcrReader
-    from deskpilot.grounding.xvfb import DisplayError
+    from deskpilot.grounding.windows import open_window_probe
+    from deskpilot.grounding.xvfb import DisplayError, run_display
     from deskpilot.models.runtime import Mode
 
     opener = model_opener(args) if any(t.needs_model for t in tasks) else None
@@ -92,17 +91,17 @@ def _run(tasks: list[Task], args: argparse.Namespace, *, new_display: bool) -> i
             print(f"{len(tasks)} task file(s) on {where} {display} "
                   f"({geometry.pixel_width}x{geometry.pixel_height}); cache {args.cache}",
                   flush=True)
-            windows = window_probe(display)
+            windows = open_window_probe(display)
             services = Services(
                 screen=screen, device=PyAutoGuiDevice(), reader=RapidOcrReader(),
                 cache_mode=CacheMode(args.cache), cache_dir=args.cache_dir, model=model,
                 clock=SystemClock(), display=display,
                 runs_root=args.runs_dir or default_runs_root(),
                 update_baselines=args.update_baselines,
-                approver=approver_for(headless=args.headless), windows=windows)
+                approver=default_approver(headless=args.headless), windows=windows)
             try:
-                suite = run_suite(tasks, services, on_task=_print_task, on_step=_print_step,
-                                  on_result=_print_result)
+                suite = run_suite(tasks, services, on_task=print_task,
+                                  on_step=print_script_step, on_result=print_task_result)
             finally:
                 model.close()
                 screen.close()
@@ -113,33 +112,12 @@ def _run(tasks: list[Task], args: argparse.Namespace, *, new_display: bool) -> i
     code = write_outputs(suite, args)
     if suite.interrupted:
         print("interrupted: the remaining tasks were not run", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return code
-
-
-def approver_for(*, headless: bool) -> Approver:
-    """Who approves sensitive actions: nobody when headless, else the person at this terminal."""
-    from deskpilot.actions.approval import DenyAll, TerminalApprover
-
-    if headless or not sys.stdin.isatty():
-        return DenyAll()
-    return TerminalApprover()
-
-
-def window_probe(display: str) -> X11WindowProbe | None:
-    """The X11 window probe; without it window scope and terminal detection fail closed."""
-    from deskpilot.grounding.windows import WindowProbeError, X11WindowProbe
-
-    try:
-        return X11WindowProbe(display)
-    except WindowProbeError as exc:
-        log.warning("no window information (%s): window scopes cannot be checked", exc)
-        return None
 
 
 def model_opener(args: argparse.Namespace) -> Callable[[], Runtime]:
     """Check now that a model can be had (exit 2 if not); open it on the first model step."""
-    from deskpilot.agent.cli.main import UserError
     from deskpilot.models.catalog import DEFAULT_MODEL, ModelError, resolve_model
     from deskpilot.models.open import open_runtime
 
@@ -158,19 +136,6 @@ def model_opener(args: argparse.Namespace) -> Callable[[], Runtime]:
                                            base_url=args.base_url, constraint=args.constraint),
                                args.model_timeout)
     return opener
-
-
-def _print_task(task: Task) -> None:
-    print(f"\n▶ {task.name}  ({task.path})", flush=True)
-
-
-def _print_step(step: ScriptStep) -> None:
-    print(step.line(), flush=True)
-
-
-def _print_result(result: TaskResult) -> None:
-    print(f"  {result.status.word} in {result.seconds:.1f}s: {result.message}\n"
-          f"  run: {result.run_dir}", flush=True)
 
 
 def write_outputs(suite: SuiteResult, args: argparse.Namespace) -> int:
@@ -192,7 +157,7 @@ def write_outputs(suite: SuiteResult, args: argparse.Namespace) -> int:
         index = write_report(args.report, suite)
         print(f"report:  {index}")
     if args.result_json is not None:  # for the parent of a --concurrency run
-        from deskpilot.agent.cli.lanes import write_lane_result
+        from deskpilot.agent.reports.lane import write_lane_result
 
         write_lane_result(args.result_json, suite)
     return EXIT_OK if suite.passed else EXIT_FAILED

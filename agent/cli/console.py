@@ -1,0 +1,38 @@
+"""What the command line prints as a run goes: a line per step, how each task and run ended."""
+
+from __future__ import annotations
+
+from deskpilot.agent.cli.errors import EXIT_FAILED, EXIT_OK
+from deskpilot.agent.records import RunResult, Status, StepRecord
+from deskpilot.agent.tasks.file import Task
+from deskpilot.agent.tasks.results import ScriptStep, TaskResult
+
+
+def print_step(step: StepRecord) -> None:
+    """Plain one-line-per-step output."""
+    print(step.line(), flush=True)
+
+
+def print_result(result: RunResult) -> int:
+    """Print how the run ended; return the exit code."""
+    message = result.brief(200)
+    print(f"\n{result.status.value}: {message}")
+    if result.run_dir is not None:
+        print(f"trajectory: {result.run_dir / 'trajectory.jsonl'}")
+    return EXIT_OK if result.status is Status.DONE else EXIT_FAILED
+
+
+def print_task(task: Task) -> None:
+    """The heading of a task as it starts."""
+    print(f"\n▶ {task.name}  ({task.path})", flush=True)
+
+
+def print_script_step(step: ScriptStep) -> None:
+    """One line per task-file step."""
+    print(step.line(), flush=True)
+
+
+def print_task_result(result: TaskResult) -> None:
+    """How a task ended, and where its records are."""
+    print(f"  {result.status.word} in {result.seconds:.1f}s: {result.message}\n"
+          f"  run: {result.run_dir}", flush=True)
