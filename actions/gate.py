@@ -12,8 +12,9 @@ import logging
 from dataclasses import dataclass
 
 from deskpilot.actions.approval import Approver
+from deskpilot.actions.categories import REFUSAL_CATEGORIES
 from deskpilot.actions.parse import ActionError
-from deskpilot.actions.policy import Category, Concern, Policy
+from deskpilot.actions.policy import Concern, Policy
 from deskpilot.actions.resolved import Resolved
 from deskpilot.actions.types import AnyAction, Hold, Key, Type, summarize
 from deskpilot.agent.rundir import RunDir
@@ -70,8 +71,6 @@ class Gate:
 
 def describe(concern: Concern) -> str:
     """One line for the model and the records."""
-    what = "refused" if concern.category in REFUSALS else "not approved"
+    what = "refused" if concern.category in REFUSAL_CATEGORIES else "not approved"
     return f"{what} ({concern.category.value}): {concern.reason}"
 
-
-REFUSALS = frozenset({Category.OUT_OF_REGION, Category.OUT_OF_WINDOW, Category.FOCUS_CHANGED})

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from deskpilot.actions.text import shorten
 from deskpilot.actions.types import ACTION_NAMES, Action, AnyAction
 
 _ADAPTER: TypeAdapter[AnyAction] = TypeAdapter(Action)
@@ -82,8 +83,7 @@ def _explain(exc: ValidationError) -> str:
 
 def _bounded(value: object, limit: int = 40) -> str:
     """A short repr: the model's own junk is never echoed back at length."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return shorten(repr(value), limit)
 
 
 def _loc_part(part: object) -> str:

@@ -18,11 +18,12 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import lru_cache
 
+from deskpilot.actions.categories import APPROVAL_CATEGORIES, Category
 from deskpilot.actions.resolved import Resolved
 from deskpilot.actions.secrets import secret_spans
+from deskpilot.actions.text import shorten
 from deskpilot.actions.types import AnyAction, Click, Drag, Hold, Key, Type
 from deskpilot.grounding.capture import Frame
 from deskpilot.grounding.geometry import PixelBox, Point
@@ -30,26 +31,6 @@ from deskpilot.grounding.ocr import OcrError, TextLine, TextReader, clip_region
 from deskpilot.grounding.windows import WindowInfo, WindowProbe, WindowProbeError
 
 log = logging.getLogger(__name__)
-
-
-class Category(StrEnum):
-    """Why an action is stopped: the first four need approval, the rest are refused."""
-
-    SENSITIVE_KEYS = "sensitive_keys"
-    SENSITIVE_CLICKS = "sensitive_clicks"
-    TERMINAL_TYPING = "terminal_typing"
-    SECRET_TYPING = "secret_typing"
-    OUT_OF_REGION = "out_of_region"
-    OUT_OF_WINDOW = "out_of_window"
-    FOCUS_CHANGED = "focus_changed"
-
-
-APPROVAL_CATEGORIES = frozenset({Category.SENSITIVE_KEYS, Category.SENSITIVE_CLICKS,
-                                 Category.TERMINAL_TYPING, Category.SECRET_TYPING})
-"""The categories a person may approve, and the only names a task's ``allow`` list may use."""
-
-REFUSAL_CATEGORIES = frozenset(Category) - APPROVAL_CATEGORIES
-"""The categories nobody can approve: the action is not carried out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +196,7 @@ def _command_window(window: WindowInfo) -> str | None:
     if _RUN_TITLES.match(window.title.strip()):
         return f"a run dialog ({window.title.strip()})"
     if _PROMPT_TITLE.match(window.title):
-        return f"a terminal ({_short(window.title, 40)})"
+        return f"a terminal ({_one_line(window.title, 40)})"
     return None
 
 
@@ -492,7 +473,7 @@ class _Reviewer:
         out = []
         if action.target and (m := _SENSITIVE_TEXT.search(action.target)):
             out.append(Concern(Category.SENSITIVE_CLICKS,
-                               f'the model describes the target as "{_short(action.target)}" '
+                               f'the model describes the target as "{_one_line(action.target)}" '
                                f'("{m.group()}")'))
         # A drag acts where it is released (a drop on "Trash"); a click where it presses.
         point = self.resolved.points[-1] if self.resolved.points else None
@@ -514,14 +495,14 @@ class _Reviewer:
             for line in on:
                 if m := _SENSITIVE_TEXT.search(line.text):
                     return Concern(Category.SENSITIVE_CLICKS,
-                                   f'the click lands on "{_short(line.text)}" ("{m.group()}")')
+                                   f'the click lands on "{_one_line(line.text)}" ("{m.group()}")')
             if any(_AFFIRMATIVE.match(line.text) for line in on):
                 for line in _read_around(reader, frame, px, py, DIALOG_READ):
                     if m := _SENSITIVE_TEXT.search(line.text):
                         button = next(line.text for line in on)
                         return Concern(Category.SENSITIVE_CLICKS,
-                                       f'the click on "{_short(button)}" answers "'
-                                       f'{_short(line.text)}" ("{m.group()}")')
+                                       f'the click on "{_one_line(button)}" answers "'
+                                       f'{_one_line(line.text)}" ("{m.group()}")')
         except OcrError as exc:
             return Concern(Category.SENSITIVE_CLICKS, f"cannot read the text under the click "
                                                       f"({exc}); it may be consequential")
@@ -560,7 +541,7 @@ def _distance(box: PixelBox, px: float, py: float) -> float:
 
 
 def _describe_window(window: WindowInfo) -> str:
-    title = f'"{_short(window.title, 40)}"' if window.title else "an untitled window"
+    title = f'"{_one_line(window.title, 40)}"' if window.title else "an untitled window"
     return f"{title} ({'/'.join(window.wm_class)})" if window.wm_class else title
 
 
@@ -568,10 +549,9 @@ def _patterns(scope: Scope) -> str:
     return ", ".join(repr(p) for p in scope.windows)
 
 
-def _short(text: str, limit: int = 60) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _one_line(text: str, limit: int = 60) -> str:
+    return shorten(" ".join(text.split()), limit)
 
 
-__all__ = ["APPROVAL_CATEGORIES", "CLICK_READ", "DIALOG_READ", "REFUSAL_CATEGORIES", "Category",
-           "Concern", "Policy", "PolicyDenied", "Review", "Scope", "secret_spans"]
+__all__ = ["CLICK_READ", "DIALOG_READ", "Concern", "Policy", "PolicyDenied", "Review", "Scope",
+           "secret_spans"]

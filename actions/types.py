@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from deskpilot.actions.text import shorten
+
 # Limits shared by the grammar, the parser and the validator.
 MAX_TARGET_CHARS = 80
 MAX_TYPE_CHARS = 500
@@ -164,12 +166,8 @@ def summarize(action: _Action) -> str:
         if key in ("box", "to_box"):
             parts.append(f"{key}=[" + ", ".join(f"{v:.3f}" for v in value) + "]")
         elif isinstance(value, str):
-            parts.append(f"{key}={_short(value)!r}")
+            parts.append(f"{key}={shorten(value, 60)!r}")
         else:
             parts.append(f"{key}={value}")
-    label = f' "{_short(target)}"' if target else ""
+    label = f' "{shorten(target, 60)}"' if target else ""
     return f"{name}{label} {' '.join(parts)}".strip()
-
-
-def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

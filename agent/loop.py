@@ -21,41 +21,19 @@ from deskpilot.agent.clock import Clock, SystemClock
 from deskpilot.agent.loopguard import LoopGuard, action_key
 from deskpilot.agent.records import Outcome, RunResult, Status, StepRecord, Timings
 from deskpilot.agent.rundir import RunDir, RunDirError
+from deskpilot.agent.settings import Budget, ModelSettings
 from deskpilot.agent.supervise import Points, Supervisor, Verdict
 from deskpilot.agent.takeover import TakeoverWatch
 from deskpilot.agent.zoomstep import Zoomed, zoom_in
 from deskpilot.grounding.capture import CaptureError, Frame, Screen
 from deskpilot.grounding.geometry import Point, View
-from deskpilot.grounding.preprocess import DEFAULT_MAX_PATCHES, ModelImage, prepare
+from deskpilot.grounding.preprocess import ModelImage, prepare
 from deskpilot.models.prompt import agent_prompt
-from deskpilot.models.runtime import Mode, Reply, Request, Runtime, RuntimeFailure
+from deskpilot.models.runtime import Reply, Request, Runtime, RuntimeFailure
 
 log = logging.getLogger(__name__)
 
 HISTORY_STEPS = 12  # older steps drop out of the prompt; the trajectory keeps them all
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """Limits that end a run."""
-
-    max_steps: int = 30
-    max_seconds: float = 600.0
-    max_consecutive_errors: int = 3
-    max_repeats: int = 3  # the same action this often on an unchanged screen ends the run
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSettings:
-    """How the model is asked."""
-
-    mode: Mode = Mode.DIRECT
-    max_patches: int = DEFAULT_MAX_PATCHES
-    allowed: frozenset[str] | None = None  # restrict the action kinds (None: all)
-    temperature: float = 0.0
-    max_reasoning_tokens: int = 1024
-    zoom: bool = False  # locate small pointer targets again on a full-resolution crop
-    zoom_patches: int = 1024  # the crop's patch budget (1024: a 512x512 crop)
 
 
 def run_agent(task: str, *, runtime: Runtime, screen: Screen, device: InputDevice | None,

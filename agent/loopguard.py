@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from deskpilot.actions.text import shorten
 from deskpilot.actions.types import AnyAction
 from deskpilot.grounding.stable import changed, thumbnail
 
@@ -163,7 +164,7 @@ def describe_key(key: str) -> str:
     except ValueError:
         data = None
     if not isinstance(data, dict) or "action" not in data:
-        return key if len(key) <= 120 else key[:119] + "…"
+        return shorten(key, 120)
     parts = [str(data.pop("action"))]
     for name, value in data.items():
         if name in _BOX_FIELDS and isinstance(value, list):

@@ -11,6 +11,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from deskpilot.actions.text import shorten
+
 
 class Status(StrEnum):
     """How a run ended."""
@@ -138,7 +140,7 @@ class RunResult:
 
     def brief(self, limit: int) -> str:
         """The message cut to ``limit`` characters for a screen (the record keeps it whole)."""
-        return self.message if len(self.message) <= limit else self.message[:limit - 1] + "…"
+        return shorten(self.message, limit)
 
     @property
     def answer(self) -> str:

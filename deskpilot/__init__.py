@@ -18,8 +18,8 @@ __version__ = "0.1.0"
 # checkers, and a test keeps the two in step.
 _EXPORTS = {
     "run_agent": "deskpilot.agent.loop",
-    "Budget": "deskpilot.agent.loop",
-    "ModelSettings": "deskpilot.agent.loop",
+    "Budget": "deskpilot.agent.settings",
+    "ModelSettings": "deskpilot.agent.settings",
     "RunResult": "deskpilot.agent.records",
     "Status": "deskpilot.agent.records",
     "StepRecord": "deskpilot.agent.records",
@@ -29,13 +29,13 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from deskpilot.agent.loop import Budget as Budget
-    from deskpilot.agent.loop import ModelSettings as ModelSettings
     from deskpilot.agent.loop import run_agent as run_agent
     from deskpilot.agent.records import RunResult as RunResult
     from deskpilot.agent.records import Status as Status
     from deskpilot.agent.records import StepRecord as StepRecord
     from deskpilot.agent.rundir import RunDir as RunDir
+    from deskpilot.agent.settings import Budget as Budget
+    from deskpilot.agent.settings import ModelSettings as ModelSettings
     from deskpilot.models.runtime import Mode as Mode
     from deskpilot.models.runtime import Runtime as Runtime
 

@@ -32,7 +32,7 @@ class AskError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class Judgement:
     """A yes/no judgement and the reasoning that led to it."""
 
     holds: bool
@@ -85,12 +85,12 @@ def check_request(statement: str, image: ModelImage, *, max_reasoning_tokens: in
                    temperature=temperature)
 
 
-def parse_check(reply: Reply) -> Verdict:
-    """The verdict; raises :class:`AskError` for anything but yes or no."""
+def parse_check(reply: Reply) -> Judgement:
+    """The judgement; raises :class:`AskError` for anything but yes or no."""
     answer = reply.answer.strip().lower()
     if answer not in {"yes", "no"}:
         raise AskError(f"expected yes or no, got {reply.answer[:40]!r}")
-    return Verdict(holds=answer == "yes", reasoning=reply.reasoning)
+    return Judgement(holds=answer == "yes", reasoning=reply.reasoning)
 
 
 def query_request(question: str, image: ModelImage, *, temperature: float = 0.0) -> Request:

@@ -1,85 +1,72 @@
-"""Pick and open the model runtime a command asked for."""
+"""Open the runtime a :class:`~deskpilot.models.choice.ModelChoice` names, behind its deadline."""
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deskpilot.models.runtime import Runtime
+from deskpilot.models.choice import ModelChoice
 
 if TYPE_CHECKING:
-    from deskpilot.models.openai import Constraint
+    from deskpilot.models.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("llamacpp", "openai")
+
+def check_model(choice: ModelChoice) -> None:
+    """Fail now, before anything runs, when the model's files cannot be found.
+
+    Raises :class:`~deskpilot.models.catalog.ModelError` or ValueError; a recording, a server
+    or the tiny model needs no files.
+    """
+    if choice.local_files:
+        from deskpilot.models.catalog import DEFAULT_MODEL, default_models_dir, resolve_model
+
+        resolve_model(choice.model or DEFAULT_MODEL, choice.mmproj,
+                      choice.models_dir or default_models_dir())
 
 
-def check_backend(backend: str, base_url: str | None, *, model: str | None,
-                  mmproj: Path | None = None, replay: Path | None = None,
-                  constraint: str | None = None,
-                  environ: Mapping[str, str] = os.environ) -> str | None:
-    """The server's API root for backend ``openai`` (``base_url``, else $DESKPILOT_BASE_URL),
-    checked; None for ``llamacpp``. A ValueError says, in the CLI's words, what is wrong."""
-    from deskpilot.models.serving import BASE_URL_VARIABLE, parse_base_url
+def open_runtime(choice: ModelChoice) -> Runtime:
+    """A scripted runtime for a replay; a client of the model server for backend ``openai``;
+    else the tiny random-weight model, or the catalog model or GGUF path, in this process.
 
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
-    if backend != "openai":
-        for flag, value in (("--base-url", base_url), ("--constraint", constraint)):
-            if value is not None:
-                raise ValueError(f"{flag} is for a model server: use it with --backend openai")
-        return None
-    url = base_url or environ.get(BASE_URL_VARIABLE, "").strip() or None
-    if url is None:
-        raise ValueError("--backend openai needs the server's address: --base-url "
-                         f"http://HOST:PORT/v1 or ${BASE_URL_VARIABLE} (docs/scaling.md)")
-    if replay is not None:
-        raise ValueError("--replay answers from a recording: it takes no --backend openai")
-    if not model:
-        raise ValueError("--backend openai needs --model NAME, the name the server serves the "
-                         "model under (GET /v1/models lists them)")
-    if mmproj is not None:
-        raise ValueError("--mmproj is a local file: with --backend openai the server loads "
-                         "the vision projector")
-    parse_base_url(url)
-    return url
+    Every call is bounded by ``choice.timeout_s`` when it is set. Raises ValueError for a choice
+    that does not fit together, :class:`~deskpilot.models.catalog.ModelError` for missing
+    files and :class:`~deskpilot.models.runtime.RuntimeFailure` when the model does not load.
+    """
+    runtime = _open(choice.checked())
+    if choice.timeout_s is None:
+        return runtime
+    from deskpilot.models.timeout import TimeoutRuntime
+
+    return TimeoutRuntime(runtime, choice.timeout_s)
 
 
-def open_runtime(*, model: str | None, mmproj: Path | None, replay: Path | None,
-                 n_ctx: int = 8192, gpu_layers: int = -1,
-                 models_dir: Path | None = None, backend: str = "llamacpp",
-                 base_url: str | None = None, constraint: Constraint | None = None) -> Runtime:
-    """A scripted runtime for ``replay``; for backend ``openai`` a client of the server at
-    ``base_url`` (or $DESKPILOT_BASE_URL) serving ``model``; else a tiny random-weight model
-    for ``tiny``, or the catalog model or GGUF path in ``model`` (the catalog's default when
-    ``None``), in this process."""
-    url = check_backend(backend, base_url, model=model, mmproj=mmproj, replay=replay,
-                        constraint=constraint)
-    if replay is not None:
+def _open(choice: ModelChoice) -> Runtime:
+    if choice.replay is not None:
         from deskpilot.models.scripted import ScriptedRuntime
 
-        return ScriptedRuntime.from_jsonl(replay)
-    if url is not None:
+        return ScriptedRuntime.from_jsonl(choice.replay)
+    if choice.backend == "openai":
         from deskpilot.models.openai import OpenAiRuntime
 
-        assert model is not None  # check_backend insists on it
-        return OpenAiRuntime(url, model, constraint=constraint or "grammar")
+        # checked() has filled in the address and insisted on the served model's name
+        return OpenAiRuntime(choice.base_url or "", choice.model or "",
+                             constraint=choice.constraint or "grammar")
     from deskpilot.models.llamacpp import LlamaCppRuntime
 
-    if model == "tiny":
+    if choice.is_tiny:
         from deskpilot.models.tiny import ensure_tiny_pair
 
         # One cached pair serves every image budget: prepare() already keeps images inside
         # the projector's limits, so nothing depends on the pair's own maximum.
         pair = ensure_tiny_pair()
         log.info("tiny random-weight model at %s", pair.model.parent)
-        return LlamaCppRuntime(pair.model, pair.mmproj, n_ctx=n_ctx, n_gpu_layers=gpu_layers)
+        return LlamaCppRuntime(pair.model, pair.mmproj, n_ctx=choice.n_ctx,
+                               n_gpu_layers=choice.gpu_layers)
     from deskpilot.models.catalog import DEFAULT_MODEL, default_models_dir, resolve_model
 
-    model_path, mmproj_path = resolve_model(model or DEFAULT_MODEL, mmproj,
-                                            models_dir or default_models_dir())
-    return LlamaCppRuntime(model_path, mmproj_path, n_ctx=n_ctx, n_gpu_layers=gpu_layers)
+    model_path, mmproj_path = resolve_model(choice.model or DEFAULT_MODEL, choice.mmproj,
+                                            choice.models_dir or default_models_dir())
+    return LlamaCppRuntime(model_path, mmproj_path, n_ctx=choice.n_ctx,
+                           n_gpu_layers=choice.gpu_layers)

@@ -59,15 +59,16 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
+from deskpilot.models.choice import CONSTRAINTS, Constraint
 from deskpilot.models.openai_http import (
     MAX_BODY_BYTES,
     Fatal,
     Generated,
     Pool,
     Transient,
-    describe,
+    explain_error,
     parse_completion,
     read_stream,
     refuse,
@@ -87,8 +88,6 @@ from deskpilot.models.serving import (
 
 log = logging.getLogger(__name__)
 
-Constraint = Literal["grammar", "json_schema", "none"]
-CONSTRAINTS: tuple[Constraint, ...] = ("grammar", "json_schema", "none")
 # Control tokens of the chat format: stripped from text we send back as a prefill, so a trace
 # that spelled one out cannot open or close turns of its own.
 _SPECIAL = re.compile(r"<\|[A-Za-z0-9_]{1,40}\|>|</?think>")
@@ -347,7 +346,7 @@ class OpenAiRuntime:
                             ) from None
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise Transient(f"connection lost while reading the reply ({describe(exc)})"
+            raise Transient(f"connection lost while reading the reply ({explain_error(exc)})"
                             ) from None
         except BaseException:
             conn.close()
@@ -376,14 +375,14 @@ class OpenAiRuntime:
                 conn.close()
                 if reused and not fresh:
                     continue  # a kept-alive connection the server had closed: one more, new
-                raise Transient(f"connection lost ({describe(exc)})") from None
+                raise Transient(f"connection lost ({explain_error(exc)})") from None
             except TimeoutError:
                 conn.close()
                 raise Transient(f"no reply within the read timeout of "
                                 f"{self.read_timeout_s:g} s") from None
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                raise Transient(f"connection failed ({describe(exc)})") from None
+                raise Transient(f"connection failed ({explain_error(exc)})") from None
             if 200 <= resp.status < 300:
                 return conn, resp
             refuse(conn, resp)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from deskpilot.actions.text import shorten
 from deskpilot.models.serving import Endpoint
 
 MAX_BODY_BYTES = 16 << 20  # a chat completion is kilobytes; more is not a reply to read
@@ -47,7 +48,7 @@ class Fatal(Exception):
     """A failure that another attempt would repeat (its message lacks the URL and model)."""
 
 
-def describe(exc: BaseException) -> str:
+def explain_error(exc: BaseException) -> str:
     """A short, readable name for a connection error."""
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
@@ -60,7 +61,7 @@ def describe(exc: BaseException) -> str:
 def _snippet(raw: bytes) -> str:
     text = raw.decode("utf-8", errors="replace")
     text = re.sub(r"\s+", " ", text).strip()
-    return text[:_SNIPPET_CHARS] + ("…" if len(text) > _SNIPPET_CHARS else "")
+    return shorten(text, _SNIPPET_CHARS + 1)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -135,7 +136,7 @@ class Pool:
             raise Transient(f"no connection within {self._connect_timeout_s:g} s") from None
         except OSError as exc:
             conn.close()
-            raise Transient(describe(exc)) from None
+            raise Transient(explain_error(exc)) from None
         return conn, False
 
     def give_back(self, conn: http.client.HTTPConnection) -> None:
@@ -284,5 +285,5 @@ def read_stream(resp: http.client.HTTPResponse,
     return out
 
 
-__all__ = ["MAX_BODY_BYTES", "Fatal", "Generated", "Pool", "Transient", "describe",
+__all__ = ["MAX_BODY_BYTES", "Fatal", "Generated", "Pool", "Transient", "explain_error",
            "parse_completion", "read_stream", "refuse"]

@@ -20,10 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deskpilot.agent.cli.lanes import as_lane, lane_argv
-from deskpilot.agent.cli.main import build_parser, main
+from deskpilot.agent.cli.errors import UserError
+from deskpilot.agent.cli.lanes import lane_argv
+from deskpilot.agent.cli.main import main, parse_run
+from deskpilot.agent.cli.options import as_lane
 from deskpilot.agent.records import Outcome, StepRecord, Timings
 from deskpilot.agent.reports.lane import read_lane_result, write_lane_result
+from deskpilot.agent.reports.outputs import Outputs
 from deskpilot.agent.tasks.cache import CacheMode, GroundingCache, cache_key
 from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult
 from deskpilot.grounding.template import cut
@@ -348,13 +351,14 @@ def test_a_lane_keeps_its_file_and_every_option_but_the_suite_outputs() -> None:
     argv = ["run", "a.yaml", "b.yaml", "c.yaml", "--concurrency", "3", "--junit", "j.xml",
             "--summary", "s.json", "--report", "rep", "--cache", "read-only",
             "--screen-size", "1920x1080", "--model-timeout", "9", "--allow", "sensitive_keys"]
-    args = build_parser().parse_args(lane_argv(argv, 2, Path("r.json")))
-    as_lane(args, watch_parent=False)
-    assert args.task == ["c.yaml"] and args.result_json == Path("r.json")
-    assert (args.junit, args.summary, args.report) == (None, None, None)
-    assert args.headless and args.xvfb and args.concurrency == 1
-    assert (args.cache, args.screen_size, args.model_timeout, args.allow) == (
-        "read-only", (1920, 1080), 9.0, ["sensitive_keys"])
+    lane = as_lane(parse_run(lane_argv(argv, 2, Path("r.json"))))
+    assert lane.tasks == ("c.yaml",)
+    assert lane.outputs == Outputs(lane_result=Path("r.json"))
+    assert lane.files.headless and lane.files.xvfb and lane.files.concurrency == 1
+    assert (lane.files.cache, lane.files.screen_size, lane.model.timeout_s, lane.safety.allow) == (
+        CacheMode.READ_ONLY, (1920, 1080), 9.0, {"sensitive_keys"})
+    with pytest.raises(UserError, match="--lane 3: there are 3 task files"):
+        as_lane(parse_run(lane_argv(argv, 3, Path("r.json"))))
 
 
 def test_task_results_come_back_exactly(tmp_path: Path) -> None:
@@ -405,8 +409,9 @@ def test_a_cache_entry_mixed_by_two_writers_is_not_trusted(tmp_path: Path) -> No
 
 
 def test_by_default_a_run_is_one_task_at_a_time() -> None:
-    args = build_parser().parse_args(["run", "a.yaml"])
-    assert (args.concurrency, args.lane, args.result_json) == (1, None, None)
+    options = parse_run(["run", "a.yaml"])
+    assert (options.files.concurrency, options.files.lane, options.outputs.lane_result) == (
+        1, None, None)
 
 
 def test_bench_serve_writes_model_tasks_and_counts_their_model_steps(tmp_path: Path) -> None:

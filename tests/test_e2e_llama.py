@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from deskpilot.actions.parse import parse_action
-from deskpilot.agent.loop import Budget, ModelSettings, run_agent
+from deskpilot.agent.loop import run_agent
 from deskpilot.agent.records import Outcome
 from deskpilot.agent.rundir import RunDir
+from deskpilot.agent.settings import Budget, ModelSettings
 from deskpilot.models.runtime import Mode
 
 pytestmark = [pytest.mark.display, pytest.mark.llama]

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from deskpilot.actions.executor import RecordingDevice
-from deskpilot.agent.loop import Budget, ModelSettings, run_agent
+from deskpilot.agent.loop import run_agent
 from deskpilot.agent.records import Outcome, Status
 from deskpilot.agent.rundir import RunDir
+from deskpilot.agent.settings import Budget, ModelSettings
 from deskpilot.grounding.capture import FakeScreen
 from deskpilot.grounding.geometry import ScreenGeometry
 from deskpilot.models.runtime import Reply, Request, RuntimeFailure

@@ -23,9 +23,10 @@ from deskpilot.actions.executor import RecordingDevice
 from deskpilot.actions.gate import Gate
 from deskpilot.actions.policy import Policy
 from deskpilot.actions.validate import CORNER_MARGIN
-from deskpilot.agent.loop import Budget, run_agent
+from deskpilot.agent.loop import run_agent
 from deskpilot.agent.records import Outcome, RunResult, Status
 from deskpilot.agent.rundir import RunDir
+from deskpilot.agent.settings import Budget
 from deskpilot.grounding.capture import FakeScreen
 from deskpilot.grounding.geometry import Point, ScreenGeometry
 from deskpilot.models.runtime import Reply, Request

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,8 @@ from deskpilot.grounding.capture import Frame
 from deskpilot.grounding.geometry import ScreenGeometry
 from deskpilot.grounding.preprocess import ModelImage, prepare
 from deskpilot.models.asks import VALUE_GRAMMAR, VERDICT_GRAMMAR
-from deskpilot.models.open import check_backend, open_runtime
+from deskpilot.models.choice import ModelChoice
+from deskpilot.models.open import open_runtime
 from deskpilot.models.openai import OpenAiRuntime
 from deskpilot.models.prompt import _ENV, render_chat
 from deskpilot.models.runtime import Mode, Reply, Request, Runtime, RuntimeFailure
@@ -681,35 +682,37 @@ def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- the CLI and open_runtime
 
 
-def test_check_backend() -> None:
-    assert check_backend("llamacpp", None, model=None, environ={}) is None
-    assert check_backend("openai", None, model="m",
-                         environ={"DESKPILOT_BASE_URL": "http://h:1/v1"}) == "http://h:1/v1"
-    for args, error in [
-        (("openai", None), "needs the server's address"),
-        (("llamacpp", "http://h/v1"), "use it with --backend openai"),
-        (("openai", "h:8080"), "must start with http"),
+def test_a_model_choice_is_checked() -> None:
+    local = ModelChoice()
+    assert local.checked(environ={}) == local
+    served = ModelChoice(model="m", backend="openai")
+    assert served.checked(environ={"DESKPILOT_BASE_URL": "http://h:1/v1"}).base_url == \
+        "http://h:1/v1"
+    for backend, url, error in [
+        ("openai", None, "needs the server's address"),
+        ("llamacpp", "http://h/v1", "use it with --backend openai"),
+        ("openai", "h:8080", "must start with http"),
     ]:
         with pytest.raises(ValueError, match=error):
-            check_backend(*args, model="m", environ={})
+            ModelChoice(model="m", backend=backend, base_url=url).checked(environ={})
+    server = ModelChoice(model="m", backend="openai", base_url="http://h/v1")
     with pytest.raises(ValueError, match="needs --model NAME"):
-        check_backend("openai", "http://h/v1", model=None, environ={})
+        replace(server, model=None).checked(environ={})
     with pytest.raises(ValueError, match="--mmproj"):
-        check_backend("openai", "http://h/v1", model="m", mmproj=Path("p"), environ={})
+        replace(server, mmproj=Path("p")).checked(environ={})
     with pytest.raises(ValueError, match="--replay"):
-        check_backend("openai", "http://h/v1", model="m", replay=Path("r"), environ={})
+        replace(server, replay=Path("r")).checked(environ={})
     with pytest.raises(ValueError, match="--constraint is for a model server"):
-        check_backend("llamacpp", None, model=None, constraint="none", environ={})
+        ModelChoice(constraint="none").checked(environ={})
 
 
 def test_open_runtime_opens_a_server_client() -> None:
-    rt = open_runtime(model="phi4rv", mmproj=None, replay=None, backend="openai",
-                      base_url="http://127.0.0.1:8080/v1")
+    choice = ModelChoice(model="phi4rv", backend="openai", base_url="http://127.0.0.1:8080/v1")
+    rt = open_runtime(choice)
     assert isinstance(rt, OpenAiRuntime) and rt.name == "openai:phi4rv@127.0.0.1:8080"
     assert rt.constraint == "grammar"
     rt.close()
-    rt = open_runtime(model="phi4rv", mmproj=None, replay=None, backend="openai",
-                      base_url="http://127.0.0.1:8080/v1", constraint="json_schema")
+    rt = open_runtime(replace(choice, constraint="json_schema"))
     assert isinstance(rt, OpenAiRuntime) and rt.constraint == "json_schema"
     rt.close()
 

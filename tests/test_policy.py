@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 
 from deskpilot.actions.approval import DenyAll, TerminalApprover
+from deskpilot.actions.categories import APPROVAL_CATEGORIES, Category
 from deskpilot.actions.policy import (
-    APPROVAL_CATEGORIES,
-    Category,
     Concern,
     Policy,
     PolicyDenied,

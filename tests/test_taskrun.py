@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from deskpilot.actions.executor import RecordingDevice
-from deskpilot.agent.loop import ModelSettings
+from deskpilot.agent.settings import ModelSettings
 from deskpilot.agent.tasks.cache import CacheMode
 from deskpilot.agent.tasks.file import load_task
 from deskpilot.agent.tasks.results import Source, TaskStatus

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deskpilot.agent.cli.main import build_parser
+from deskpilot.agent.cli.main import parse_run
 from deskpilot.agent.cli.words import wants_tui
 from deskpilot.tui.launch import native_output_to
 
@@ -32,11 +32,11 @@ def test_native_output_goes_to_the_file_and_the_interface_keeps_the_terminal(
 
 
 def test_the_interface_opens_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    args = build_parser().parse_args(["run", "do it"])
+    args = parse_run(["run", "do it"])
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     assert wants_tui(args)
-    assert not wants_tui(build_parser().parse_args(["run", "do it", "--no-tui"]))
+    assert not wants_tui(parse_run(["run", "do it", "--no-tui"]))
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False)  # piped into a file or a CI log
     assert not wants_tui(args)
 

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from deskpilot.actions.executor import RecordingDevice
 from deskpilot.actions.types import Click
 from deskpilot.actions.validate import validate
-from deskpilot.agent.loop import ModelSettings, run_agent
+from deskpilot.agent.loop import run_agent
 from deskpilot.agent.records import Outcome, Status
 from deskpilot.agent.rundir import RunDir
+from deskpilot.agent.settings import ModelSettings
 from deskpilot.grounding.capture import FakeScreen
 from deskpilot.grounding.geometry import Region, ScreenGeometry, View, box_to_screen, crop_view
 from deskpilot.grounding.preprocess import fit_to_patches

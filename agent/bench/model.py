@@ -39,9 +39,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from deskpilot.agent.loop import Budget, ModelSettings, run_agent
+from deskpilot.agent.loop import run_agent
 from deskpilot.agent.records import Outcome, Status, StepRecord
 from deskpilot.agent.rundir import RunDir
+from deskpilot.agent.settings import Budget, ModelSettings
 from deskpilot.grounding.capture import FakeScreen
 from deskpilot.grounding.geometry import ScreenGeometry
 from deskpilot.models.runtime import Mode, Reply, Request, Runtime, RuntimeFailure

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from deskpilot.agent.cli.errors import EXIT_FAILED, EXIT_OK
 from deskpilot.agent.records import RunResult, Status, StepRecord
+from deskpilot.agent.reports.outputs import Outputs, write_outputs
 from deskpilot.agent.tasks.file import Task
-from deskpilot.agent.tasks.results import ScriptStep, TaskResult
+from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult
 
 
 def print_step(step: StepRecord) -> None:
@@ -36,3 +37,12 @@ def print_task_result(result: TaskResult) -> None:
     """How a task ended, and where its records are."""
     print(f"  {result.status.word} in {result.seconds:.1f}s: {result.message}\n"
           f"  run: {result.run_dir}", flush=True)
+
+
+def print_suite(suite: SuiteResult, outputs: Outputs) -> int:
+    """Print the totals, write the files asked for (a line each); return the suite's exit code."""
+    counts = suite.counts()
+    print(f"\n{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors "
+          f"in {suite.seconds:.1f}s")
+    write_outputs(suite, outputs, on_written=lambda label, path: print(f"{label + ':':<9}{path}"))
+    return EXIT_OK if suite.passed else EXIT_FAILED

@@ -20,9 +20,10 @@ import numpy as np
 
 from deskpilot.agent.cli.console import print_step
 from deskpilot.agent.cli.errors import EXIT_FAILED, EXIT_OK, UserError
-from deskpilot.agent.loop import Budget, run_agent
+from deskpilot.agent.loop import run_agent
 from deskpilot.agent.records import RunResult, StepRecord
 from deskpilot.agent.rundir import RunDir, RunDirError, default_runs_root
+from deskpilot.agent.settings import Budget
 from deskpilot.grounding.capture import MssScreen
 from deskpilot.grounding.xvfb import DisplayError, launched, xvfb
 from deskpilot.models.scripted import ScriptedRuntime

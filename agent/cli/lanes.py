@@ -22,7 +22,6 @@ stops itself if the parent disappears without telling it (``kill -9``).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import logging
@@ -38,7 +37,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from deskpilot.actions.text import shorten
+from deskpilot.agent.cli.console import print_suite
 from deskpilot.agent.cli.errors import EXIT_INTERRUPTED, UserError
+from deskpilot.agent.cli.options import RunOptions
 from deskpilot.agent.reports.lane import read_lane_result
 from deskpilot.agent.tasks.file import Task
 from deskpilot.agent.tasks.results import SuiteResult, TaskResult, TaskStatus
@@ -61,23 +63,7 @@ def lane_argv(argv: Sequence[str], index: int, result: Path) -> list[str]:
     return [*args[:cut], *extra, *args[cut:]]
 
 
-def as_lane(args: argparse.Namespace, *, watch_parent: bool = True) -> None:
-    """Turn a child's arguments into a run of its one task file on a private display.
-
-    With ``watch_parent``, the child stops itself (as on SIGTERM) once its parent is gone.
-    """
-
-    if not 0 <= args.lane < len(args.task):
-        raise UserError(f"--lane {args.lane}: there are {len(args.task)} task files")
-    args.task = [args.task[args.lane]]
-    args.junit = args.summary = args.report = None  # the parent writes them, for every task
-    args.headless = args.xvfb = True
-    args.concurrency = 1
-    if watch_parent:
-        _stop_when_orphaned()
-
-
-def _stop_when_orphaned() -> None:
+def stop_when_orphaned() -> None:
     """SIGTERM this process when its parent is gone, so it unwinds as if told to stop."""
     parent = os.getppid()
 
@@ -102,16 +88,15 @@ class _Lane:
     started: float
 
 
-def run_lanes(tasks: Sequence[Task], args: argparse.Namespace) -> int:
-    """Run the (loaded, valid) tasks up to ``args.concurrency`` at once; write one report."""
-    from deskpilot.agent.cli.tasks import write_outputs
-
-    _check_can_run(tasks, args)
-    width = min(args.concurrency, len(tasks))
-    logs = _lanes_dir(args)
-    w, h = args.screen_size
+def run_lanes(tasks: Sequence[Task], options: RunOptions) -> int:
+    """Run the (loaded, valid) tasks up to ``--concurrency`` at once; write one report."""
+    files = options.files
+    _check_can_run(tasks, options)
+    width = min(files.concurrency, len(tasks))
+    logs = _lanes_dir(options)
+    w, h = files.screen_size
     print(f"{len(tasks)} task file(s), up to {width} at a time, each on a private Xvfb display "
-          f"({w}x{h}); cache {args.cache}; output of each task in {logs}", flush=True)
+          f"({w}x{h}); cache {files.cache}; output of each task in {logs}", flush=True)
     started = dt.datetime.now().astimezone()
     t0 = time.monotonic()
     pending = deque(enumerate(tasks))
@@ -121,7 +106,7 @@ def run_lanes(tasks: Sequence[Task], args: argparse.Namespace) -> int:
     try:
         while pending or running:
             while pending and len(running) < width:
-                running.append(_start(*pending.popleft(), args, logs))
+                running.append(_start(*pending.popleft(), options.argv, logs))
             for lane in [lane for lane in running if _exited(lane.proc)]:
                 done[lane.index] = _collect(lane)
                 running.remove(lane)
@@ -136,8 +121,8 @@ def run_lanes(tasks: Sequence[Task], args: argparse.Namespace) -> int:
     ordered = [done[i] for i in sorted(done)]
     suite = SuiteResult(tuple(r for r, _ in ordered), time.monotonic() - t0,
                         started.isoformat(timespec="seconds"),
-                        ", ".join(d for _, d in ordered if d), args.screen_size, interrupted)
-    code = write_outputs(suite, args)
+                        ", ".join(d for _, d in ordered if d), files.screen_size, interrupted)
+    code = print_suite(suite, options.outputs)
     if interrupted:
         skipped = [t.name for i, t in enumerate(tasks) if i not in done]
         print("interrupted: " + (f"not run: {', '.join(skipped)}" if skipped else
@@ -146,29 +131,34 @@ def run_lanes(tasks: Sequence[Task], args: argparse.Namespace) -> int:
     return code
 
 
-def _check_can_run(tasks: Sequence[Task], args: argparse.Namespace) -> None:
+def _check_can_run(tasks: Sequence[Task], options: RunOptions) -> None:
     """Refuse (exit 2) what would fail in every child, before any starts."""
-    from deskpilot.agent.cli.tasks import model_opener
+    from deskpilot.models.catalog import ModelError
+    from deskpilot.models.open import check_model
 
+    model, concurrency = options.model, options.files.concurrency
     if any(t.needs_model for t in tasks):
-        if args.replay is None and args.backend != "openai":
+        if model.replay is None and model.backend != "openai":
             raise UserError(
-                f"these tasks have model steps, and --concurrency {args.concurrency} would "
-                f"load {min(args.concurrency, len(tasks))} copies of the model, one per task: "
+                f"these tasks have model steps, and --concurrency {concurrency} would "
+                f"load {min(concurrency, len(tasks))} copies of the model, one per task: "
                 "start one model server and share it with --backend openai --base-url URL "
                 "(see docs/scaling.md), use --replay, or run them one at a time "
                 "(--concurrency 1)")
-        model_opener(args)  # the same check of the model a single run makes (exit 2)
+        try:  # the same check of the model a single run makes (exit 2)
+            check_model(model)
+        except (ModelError, ValueError) as exc:
+            raise UserError(f"these tasks have model steps: {exc}") from None
     if shutil.which("Xvfb") is None:
         raise UserError("--concurrency runs each task on a private Xvfb display, and Xvfb is "
                         "not installed (Debian/Ubuntu: apt-get install xvfb)")
 
 
-def _lanes_dir(args: argparse.Namespace) -> Path:
+def _lanes_dir(options: RunOptions) -> Path:
     """A private directory for the children's logs and result files, beside the runs."""
     from deskpilot.agent.rundir import default_runs_root
 
-    root = args.runs_dir or default_runs_root()
+    root = options.runs_dir or default_runs_root()
     path = root / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}-concurrency"
     try:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -179,7 +169,7 @@ def _lanes_dir(args: argparse.Namespace) -> Path:
     return path
 
 
-def _start(index: int, task: Task, args: argparse.Namespace, logs: Path) -> _Lane:
+def _start(index: int, task: Task, argv: Sequence[str], logs: Path) -> _Lane:
     from deskpilot.agent.tasks.run import slug
 
     stem = f"{index + 1:03d}-{slug(task.name)}"
@@ -190,7 +180,7 @@ def _start(index: int, task: Task, args: argparse.Namespace, logs: Path) -> _Lan
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-P", "-m", "deskpilot", *lane_argv(args.argv, index, result)],
+            [sys.executable, "-P", "-m", "deskpilot", *lane_argv(argv, index, result)],
             stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env,
             # Its own session: Ctrl+C in the terminal reaches the parent only, which stops the
             # children in order; and the child's Xvfb shares its process group (see _exited).
@@ -287,8 +277,7 @@ def _last_line(path: Path, limit: int = 300) -> str:
             lines = fh.read().decode("utf-8", "replace").splitlines()
     except OSError:
         return ""
-    last = next((line.strip() for line in reversed(lines) if line.strip()), "")
-    return last if len(last) <= limit else last[: limit - 1] + "…"
+    return shorten(next((line.strip() for line in reversed(lines) if line.strip()), ""), limit)
 
 
 def _print_result(item: tuple[TaskResult, str], count: int, total: int, lane: _Lane) -> None:

@@ -7,11 +7,30 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from deskpilot.actions.categories import ALLOW_NAMES
 from deskpilot.agent.cli import argtypes
-from deskpilot.agent.cli.errors import EXIT_OK, EXIT_USAGE, UserError
+from deskpilot.agent.cli.errors import EXIT_OK, EXIT_USAGE, UserError, exit_for_interrupt
+from deskpilot.agent.cli.options import (
+    DEFAULT_MODEL_TIMEOUT_S,
+    DEFAULT_SCREEN_SIZE,
+    TINY_SHAPE_FLAGS,
+    TINY_TEMPERATURE,
+    models_options,
+    run_options,
+)
+from deskpilot.agent.settings import Budget, ModelSettings
+from deskpilot.agent.takeover import DEFAULT_KILL_HOTKEY
+from deskpilot.agent.tasks.cache import CacheMode
 from deskpilot.grounding.preprocess import DEFAULT_MAX_PATCHES, DEFAULT_MIN_PATCHES
+from deskpilot.models.choice import BACKENDS, CONSTRAINTS, ModelChoice
 from deskpilot.models.runtime import Mode
+
+if TYPE_CHECKING:
+    from deskpilot.agent.cli.options import RunOptions
+
+_BUDGET, _SETTINGS, _MODEL = Budget(), ModelSettings(), ModelChoice()  # the defaults, once
 
 log = logging.getLogger("deskpilot")
 
@@ -80,9 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--real-shape", action="store_true",
                       help="use the real 15B dimensions (large; for GPU benchmarks)")
     tiny.add_argument("--seed", type=int, default=0)
-    for name in ("text-embd", "text-layers", "text-heads", "text-kv-heads", "text-ff",
-                 "vision-embd", "vision-layers", "vision-heads", "vision-ff", "max-patches"):
-        tiny.add_argument(f"--{name}", type=argtypes.positive_int, metavar="N")
+    for name in TINY_SHAPE_FLAGS:
+        tiny.add_argument(f"--{name.replace('_', '-')}", type=argtypes.positive_int, metavar="N")
     for m in (models, *msub.choices.values()):
         m.add_argument("--models-dir", type=Path, metavar="DIR",
                        help="where model files live (default $DESKPILOT_MODELS or "
@@ -123,7 +141,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="catalog name, path to a text GGUF, or 'tiny' for a random-weight "
                           "model made on the fly (default: the catalog's default model); with "
                           "--backend openai, the name the server serves the model under")
-    run.add_argument("--backend", choices=["llamacpp", "openai"], default="llamacpp",
+    run.add_argument("--backend", choices=BACKENDS, default=_MODEL.backend,
                      help="llamacpp: run the model in this process (default); openai: send "
                           "each model call to an OpenAI-compatible server (llama-server, vLLM) "
                           "that many sessions share (docs/scaling.md)")
@@ -131,7 +149,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="with --backend openai, the server's API root, e.g. "
                           "http://127.0.0.1:8080/v1 (default $DESKPILOT_BASE_URL); an API key "
                           "is read from $DESKPILOT_API_KEY or $OPENAI_API_KEY")
-    run.add_argument("--constraint", choices=["grammar", "json_schema", "none"], default=None,
+    run.add_argument("--constraint", choices=CONSTRAINTS, default=None,
                      help="with --backend openai, how the server is made to answer in the "
                           "action format: grammar (llama.cpp's GBNF; llama-server and "
                           "llama_cpp.server; default), json_schema (response_format; vLLM and "
@@ -140,16 +158,17 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="vision projector GGUF (default: found next to --model PATH)")
     run.add_argument("--replay", type=Path, metavar="JSONL",
                      help="replay recorded answers instead of running a model")
-    run.add_argument("--max-steps", type=argtypes.positive_int, default=30, metavar="N",
-                     help="stop after N steps (default 30)")
-    run.add_argument("--max-seconds", type=argtypes.positive_float, default=600.0, metavar="S",
-                     help="stop after S seconds of wall time (default 600)")
+    run.add_argument("--max-steps", type=argtypes.positive_int, default=_BUDGET.max_steps,
+                     metavar="N", help=f"stop after N steps (default {_BUDGET.max_steps})")
+    run.add_argument("--max-seconds", type=argtypes.positive_float,
+                     default=_BUDGET.max_seconds, metavar="S",
+                     help=f"stop after S seconds of wall time (default {_BUDGET.max_seconds:g})")
     run.add_argument("--monitor", type=int, default=1, metavar="N",
                      help="monitor to watch and act on, as numbered by mss (default 1)")
-    run.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.DIRECT.value,
+    run.add_argument("--mode", choices=[m.value for m in Mode], default=_SETTINGS.mode.value,
                      help="direct answers, reasoning first, or the model's choice "
                           "(default direct)")
-    run.add_argument("--max-patches", type=argtypes.patch_budget, default=DEFAULT_MAX_PATCHES,
+    run.add_argument("--max-patches", type=argtypes.patch_budget, default=_SETTINGS.max_patches,
                      metavar="N",
                      help=f"image budget in 16x16 patches, {DEFAULT_MIN_PATCHES}-"
                           f"{DEFAULT_MAX_PATCHES} (the model's own limits; default "
@@ -159,8 +178,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                   "delete/send/pay/..., secret-looking text) are asked about on this terminal; "
                   "headless runs deny them unless allowed")
     safety.add_argument("--allow", action="append", default=[], metavar="CATEGORY",
-                        choices=["sensitive_keys", "sensitive_clicks", "terminal_typing",
-                                 "secret_typing"],
+                        choices=ALLOW_NAMES,
                         help="let this class of sensitive action run without asking "
                              "(repeatable; task files use their own allow list)")
     safety.add_argument("--region", type=argtypes.region, metavar="X1,Y1,X2,Y2",
@@ -174,19 +192,20 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--no-tui", action="store_true",
                      help="print one line per step instead of opening the interface (the "
                           "interface opens for a task in words on an interactive terminal)")
-    run.add_argument("--kill-key", default="<ctrl>+<alt>+k", metavar="KEYS",
+    run.add_argument("--kill-key", default=DEFAULT_KILL_HOTKEY, metavar="KEYS",
                      help="global hotkey that stops the agent from anywhere, releasing every "
-                          "key and button, in pynput syntax (default <ctrl>+<alt>+k; 'off' "
+                          f"key and button, in pynput syntax (default {DEFAULT_KILL_HOTKEY}; 'off' "
                           "turns it off)")
     run.add_argument("--dry-run", action="store_true",
                      help="decide and validate actions, but never move the mouse or type")
     run.add_argument("--runs-dir", type=Path, metavar="DIR", help="where run directories go")
-    run.add_argument("--n-ctx", type=argtypes.positive_int, default=8192, metavar="N",
-                     help="llama.cpp context size (default 8192)")
-    run.add_argument("--model-timeout", type=argtypes.positive_float, default=300.0, metavar="S",
+    run.add_argument("--n-ctx", type=argtypes.positive_int, default=_MODEL.n_ctx, metavar="N",
+                     help=f"llama.cpp context size (default {_MODEL.n_ctx})")
+    run.add_argument("--model-timeout", type=argtypes.positive_float,
+                     default=DEFAULT_MODEL_TIMEOUT_S, metavar="S",
                      help="abandon a model call that has not answered after S seconds and end "
-                          "the run (default 300)")
-    run.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
+                          f"the run (default {DEFAULT_MODEL_TIMEOUT_S:g})")
+    run.add_argument("--gpu-layers", type=int, default=_MODEL.gpu_layers, metavar="N",
                      help="layers to offload to the GPU (-1 all, 0 CPU only)")
     files = run.add_argument_group(
         "task files", "run FILE.yaml... as UI tests: exit 0 when every task passed, 1 when a "
@@ -196,15 +215,17 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                             "display")
     files.add_argument("--xvfb", action="store_true",
                        help="always run on a private Xvfb display, even when one is set")
-    files.add_argument("--screen-size", type=argtypes.size, default=(1280, 800), metavar="WxH",
-                       help="size of the private display (default 1280x800)")
+    files.add_argument("--screen-size", type=argtypes.size, default=DEFAULT_SCREEN_SIZE,
+                       metavar="WxH",
+                       help="size of the private display (default "
+                            f"{DEFAULT_SCREEN_SIZE[0]}x{DEFAULT_SCREEN_SIZE[1]})")
     files.add_argument("--junit", type=Path, metavar="FILE",
                        help="write a JUnit XML file: one test case per task")
     files.add_argument("--report", type=Path, metavar="DIR",
                        help="write a self-contained HTML report (DIR/index.html)")
     files.add_argument("--summary", type=Path, metavar="FILE", help="write a JSON summary")
-    files.add_argument("--cache", choices=["read-write", "read-only", "off"],
-                       default="read-write",
+    files.add_argument("--cache", choices=[m.value for m in CacheMode],
+                       default=CacheMode.READ_WRITE.value,
                        help="grounding cache: reuse verified targets and store new ones "
                             "(read-write, default), reuse only and fail on a stale entry "
                             "(read-only, for CI), or ground every time (off)")
@@ -223,7 +244,8 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     files.add_argument("--lane", type=int, default=None, help=argparse.SUPPRESS)
     files.add_argument("--result-json", type=Path, default=None, help=argparse.SUPPRESS)
     run.add_argument("--temperature", type=float, default=None, metavar="T",
-                     help="sampling temperature (default 0, greedy; 0.8 with --model tiny, "
+                     help=f"sampling temperature (default 0, greedy; {TINY_TEMPERATURE:g} with "
+                          "--model tiny, "
                           "whose greedy answer would be the same every step)")
 
 
@@ -239,11 +261,16 @@ _BENCHES = {
 }
 
 
+def parse_run(argv: Sequence[str]) -> RunOptions:
+    """The options of a ``run`` command line (``["run", ...]``, global flags allowed before it)."""
+    return run_options(build_parser().parse_args(argv), argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deskpilot`` console script."""
-    args = build_parser().parse_args(argv)
     # --concurrency starts each task with these same arguments (agent/cli/lanes.py).
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     # huggingface_hub prints its own warnings (download retries); do not print them twice.
@@ -254,10 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             # SIGTERM/SIGHUP unwind like Ctrl+C, so every held key and button is released.
             with terminate_as_interrupt():
-                return _cmd_run(args)
+                return _run(run_options(args, argv))
         if args.command == "models":
             from deskpilot.agent.cli.models import run_models_command
-            return run_models_command(args)
+            return run_models_command(models_options(args))
         if args.command == "bench":
             import importlib
 
@@ -272,34 +299,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", None)
         print(f"terminated by signal {signum}" if signum else "interrupted", file=sys.stderr)
-        return 128 + signum if signum else 130
+        return exit_for_interrupt(signum)
     except UserError as exc:
         print(f"deskpilot: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_USAGE
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _run(options: RunOptions) -> int:
+    """A task in words, or task files: which one is decided by the arguments' suffixes."""
     from deskpilot.agent.cli.tasks import is_task_file, run_task_files
-    from deskpilot.models.open import check_backend
 
-    try:
-        args.base_url = check_backend(args.backend, args.base_url, model=args.model,
-                                      mmproj=args.mmproj, replay=args.replay,
-                                      constraint=args.constraint)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    if any(is_task_file(a) for a in args.task):
-        return run_task_files(args)
-    if len(args.task) > 1:
-        raise UserError(f"got {len(args.task)} arguments; put a task in words in quotes: "
-                        f'deskpilot run "{" ".join(args.task)}"')
-    if args.headless or args.xvfb or args.concurrency > 1:
+    if any(is_task_file(a) for a in options.tasks):
+        return run_task_files(options)
+    if len(options.tasks) > 1:
+        raise UserError(f"got {len(options.tasks)} arguments; put a task in words in quotes: "
+                        f'deskpilot run "{" ".join(options.tasks)}"')
+    files = options.files
+    if files.headless or files.xvfb or files.concurrency > 1:
         raise UserError("--headless, --xvfb and --concurrency run task files (FILE.yaml); a "
                         "task in words runs on the current display")
-    args.task = args.task[0]
     from deskpilot.agent.cli.words import run_words_command
 
-    return run_words_command(args)
+    return run_words_command(options)
 
 

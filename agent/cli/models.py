@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from deskpilot.agent.cli.errors import EXIT_FAILED, EXIT_OK, UserError
+from deskpilot.agent.cli.options import ModelsOptions
 from deskpilot.models import catalog
 from deskpilot.models.tiny import TinyShape, write_tiny_pair
 
-_SHAPE_FLAGS = ("text_embd", "text_layers", "text_heads", "text_kv_heads", "text_ff",
-                "vision_embd", "vision_layers", "vision_heads", "vision_ff", "max_patches")
 
-
-def run_models_command(args: argparse.Namespace) -> int:
+def run_models_command(options: ModelsOptions) -> int:
     """Dispatch one ``models`` sub-command."""
-    models_dir: Path = args.models_dir or catalog.default_models_dir()
-    match args.models_command:
+    models_dir: Path = options.models_dir or catalog.default_models_dir()
+    match options.action:
         case "list":
             return _list(models_dir)
         case "pull":
-            return _pull(args.name, models_dir)
+            return _pull(options.name, models_dir)
         case "verify":
-            return _verify(models_dir, record=args.record)
+            return _verify(models_dir, record=options.record)
         case "make-tiny":
-            return _make_tiny(args)
-    raise UserError(f"unknown models command {args.models_command!r}")
+            return _make_tiny(options)
+    raise UserError(f"unknown models command {options.action!r}")
 
 
 def _list(models_dir: Path) -> int:
@@ -58,14 +55,15 @@ def _verify(models_dir: Path, *, record: bool) -> int:
     return EXIT_FAILED if bad else EXIT_OK
 
 
-def _make_tiny(args: argparse.Namespace) -> int:
-    base = TinyShape.phi4rv_15b() if args.real_shape else TinyShape.tiny()
-    dims = {name: getattr(args, name) for name in _SHAPE_FLAGS}
+def _make_tiny(options: ModelsOptions) -> int:
+    base = TinyShape.phi4rv_15b() if options.real_shape else TinyShape.tiny()
     try:
-        shape = TinyShape.from_overrides(base, **dims)
+        shape = TinyShape.from_overrides(base, **dict(options.dims))
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    pair = write_tiny_pair(args.directory, shape, seed=args.seed)
+    if options.directory is None:
+        raise UserError("models make-tiny needs the DIRECTORY to write the pair into")
+    pair = write_tiny_pair(options.directory, shape, seed=options.seed)
     for path in (pair.model, pair.mmproj):
         print(f"{path}  ({path.stat().st_size / 1e6:.2f} MB)")
     print("random weights: the pair runs the real llama.cpp path, but its answers are noise")

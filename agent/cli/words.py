@@ -3,7 +3,6 @@ the supervision interface."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
@@ -12,9 +11,9 @@ from typing import TYPE_CHECKING
 
 from deskpilot.agent.cli.console import print_result, print_step
 from deskpilot.agent.cli.errors import EXIT_FAILED, UserError
+from deskpilot.agent.cli.options import RunOptions
 from deskpilot.agent.records import RunResult, StepRecord
 from deskpilot.agent.supervise import Controls
-from deskpilot.models.runtime import Mode
 
 if TYPE_CHECKING:
     from deskpilot.actions.approval import Approver
@@ -28,32 +27,7 @@ if TYPE_CHECKING:
     from deskpilot.tui.app import Session
 
 
-def _temperature(args: argparse.Namespace) -> float:
-    if args.temperature is not None:
-        return float(args.temperature)
-    return 0.8 if args.model == "tiny" else 0.0
-
-
-def gate_for_words(args: argparse.Namespace, record: RunDir, approver: Approver | None = None
-                   ) -> Gate:
-    """The safety gate for a task in words: the person approves, at this terminal by default."""
-    from deskpilot.actions.approval import default_approver
-    from deskpilot.actions.gate import Gate
-    from deskpilot.actions.policy import Policy, Scope
-    from deskpilot.grounding.ocr import RapidOcrReader
-    from deskpilot.grounding.windows import open_window_probe
-
-    try:
-        policy = Policy(scope=Scope(region=args.region, windows=tuple(args.window)),
-                        allow=frozenset(args.allow), reader=RapidOcrReader(),
-                        windows=open_window_probe(os.environ.get("DISPLAY", "")),
-                        task_text=[args.task])
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    return Gate(policy, approver or default_approver(headless=False), record)
-
-
-def run_words_command(args: argparse.Namespace) -> int:
+def run_words_command(options: RunOptions) -> int:
     """Run the task in words on the current display, under the interface or with plain lines."""
     from deskpilot.actions.executor import PyAutoGuiDevice
     from deskpilot.agent.rundir import RunDir, RunDirError, default_runs_root
@@ -63,33 +37,34 @@ def run_words_command(args: argparse.Namespace) -> int:
     if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
         raise UserError("no display: DISPLAY is not set (run inside an X session, or start "
                         "Xvfb and set DISPLAY; `deskpilot doctor` checks this)")
-    kill_key = _kill_key(args)
+    kill_key = _kill_key(options.kill_key)
     try:
         # A black or blank screenshot (a locked or sleeping screen) is retried, then ends the run.
-        screen = CheckedScreen(MssScreen(monitor=args.monitor))
+        screen = CheckedScreen(MssScreen(monitor=options.monitor))
         screen.geometry()
     except (CaptureError, ValueError) as exc:
         raise UserError(str(exc)) from None
     try:
-        record = RunDir(args.runs_dir or default_runs_root())
+        record = RunDir(options.runs_dir or default_runs_root())
     except RunDirError as exc:
         screen.close()
         raise UserError(f"{exc} (nothing was done)") from None
-    device = None if args.dry_run else PyAutoGuiDevice()
-    if wants_tui(args):
-        return run_in_tui(args, screen=screen, record=record, device=device, kill_key=kill_key)
+    device = None if options.dry_run else PyAutoGuiDevice()
+    if wants_tui(options):
+        return run_in_tui(options, screen=screen, record=record, device=device,
+                          kill_key=kill_key)
     try:
-        runtime = open_words_runtime(args)
+        runtime = open_words_runtime(options)
     except UserError:
         screen.close()
         raise
-    gate = None if device is None else gate_for_words(args, record)
-    header = write_run_header(args, record, runtime.name, screen, dry_run=device is None)
+    gate = None if device is None else gate_for_words(options, record)
+    header = write_run_header(options, record, runtime.name, screen, dry_run=device is None)
     print(f"{header}\nrun: {record.path}\n", flush=True)
     takeover = None if device is None else takeover_watch(kill_key, on_kill=_interrupt_main)
     try:
-        result = run_words(args, runtime=runtime, screen=screen, device=device, record=record,
-                           gate=gate, takeover=takeover, on_step=print_step)
+        result = run_words(options, runtime=runtime, screen=screen, device=device,
+                           record=record, gate=gate, takeover=takeover, on_step=print_step)
     finally:
         if takeover is not None:
             takeover.stop()
@@ -98,63 +73,76 @@ def run_words_command(args: argparse.Namespace) -> int:
     return print_result(result)
 
 
-def wants_tui(args: argparse.Namespace) -> bool:
+def wants_tui(options: RunOptions) -> bool:
     """The interface opens for a task in words on an interactive terminal, unless --no-tui."""
-    return not args.no_tui and sys.stdin.isatty() and sys.stdout.isatty()
+    return not options.no_tui and sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def open_words_runtime(args: argparse.Namespace) -> Runtime:
+def gate_for_words(options: RunOptions, record: RunDir, approver: Approver | None = None
+                   ) -> Gate:
+    """The safety gate for a task in words: the person approves, at this terminal by default."""
+    from deskpilot.actions.approval import default_approver
+    from deskpilot.actions.gate import Gate
+    from deskpilot.actions.policy import Policy, Scope
+    from deskpilot.grounding.ocr import RapidOcrReader
+    from deskpilot.grounding.windows import open_window_probe
+
+    safety = options.safety
+    try:
+        policy = Policy(scope=Scope(region=safety.region, windows=safety.windows),
+                        allow=safety.allow, reader=RapidOcrReader(),
+                        windows=open_window_probe(os.environ.get("DISPLAY", "")),
+                        task_text=[options.task])
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return Gate(policy, approver or default_approver(headless=False), record)
+
+
+def open_words_runtime(options: RunOptions) -> Runtime:
     """The model for a task in words, behind its deadline; UserError when it cannot be had."""
     from deskpilot.models.catalog import ModelError
     from deskpilot.models.open import open_runtime
     from deskpilot.models.runtime import RuntimeFailure
-    from deskpilot.models.timeout import TimeoutRuntime
 
     try:
-        runtime = TimeoutRuntime(open_runtime(
-            model=args.model, mmproj=args.mmproj, replay=args.replay, n_ctx=args.n_ctx,
-            gpu_layers=args.gpu_layers, backend=args.backend, base_url=args.base_url,
-            constraint=args.constraint), args.model_timeout)
+        return open_runtime(options.model)
     except (ModelError, RuntimeFailure, ValueError) as exc:
         raise UserError(f"{exc} (nothing was done)") from None
-    return runtime
 
 
-def write_run_header(args: argparse.Namespace, record: RunDir, model: str, screen: Screen, *,
+def write_run_header(options: RunOptions, record: RunDir, model: str, screen: Screen, *,
                      dry_run: bool) -> str:
     """Write the run's header record; return the same facts as text for the person."""
     g = screen.geometry()
-    record.write_header({"task": args.task, "model": model, "mode": args.mode,
+    mode = options.settings.mode.value
+    record.write_header({"task": options.task, "model": model, "mode": mode,
                          "screen": [g.left, g.top, g.width, g.height, g.scale],
-                         "dry_run": dry_run, "max_patches": args.max_patches})
-    return (f"task: {args.task}\nmodel: {model}   mode: {args.mode}   screen: "
+                         "dry_run": dry_run, "max_patches": options.settings.max_patches})
+    return (f"task: {options.task}\nmodel: {model}   mode: {mode}   screen: "
             f"{g.width}x{g.height}+{g.left}+{g.top} (scale {g.scale:g})   "
             f"{'DRY RUN' if dry_run else 'live input'}")
 
 
-def run_words(args: argparse.Namespace, *, runtime: Runtime, screen: Screen,
+def run_words(options: RunOptions, *, runtime: Runtime, screen: Screen,
               device: InputDevice | None, record: RunDir, gate: Gate | None,
               takeover: TakeoverWatch | None, on_step: Callable[[StepRecord], object],
               supervisor: Supervisor | None = None) -> RunResult:
     """The agent loop with the budgets and model settings the command line asked for."""
-    from deskpilot.agent.loop import Budget, ModelSettings, run_agent
+    from deskpilot.agent.loop import run_agent
 
-    return run_agent(
-        args.task, runtime=runtime, screen=screen, device=device, record=record,
-        budget=Budget(max_steps=args.max_steps, max_seconds=args.max_seconds),
-        settings=ModelSettings(mode=Mode(args.mode), max_patches=args.max_patches,
-                               temperature=_temperature(args), zoom=args.zoom),
-        gate=gate, takeover=takeover, on_step=on_step, supervisor=supervisor)
+    return run_agent(options.task, runtime=runtime, screen=screen, device=device, record=record,
+                     budget=options.budget, settings=options.settings, gate=gate,
+                     takeover=takeover, on_step=on_step, supervisor=supervisor)
 
 
-def _kill_key(args: argparse.Namespace) -> str | None:
+def _kill_key(text: str) -> str | None:
     """The kill-switch hotkey in pynput's syntax, or None for --kill-key off."""
-    if args.kill_key.lower() in ("off", "none", ""):
+    if text.lower() in ("off", "none", ""):
         return None
     from deskpilot.agent.takeover import parse_hotkey
 
     try:
-        return parse_hotkey(args.kill_key)
+        return parse_hotkey(text)
     except ValueError as exc:
         raise UserError(f"--kill-key: {exc}") from None
 
@@ -178,7 +166,7 @@ def takeover_watch(kill_key: str | None, *, on_kill: Callable[[], None], keys: b
         return None
 
 
-def run_in_tui(args: argparse.Namespace, *, screen: Screen, record: RunDir,
+def run_in_tui(options: RunOptions, *, screen: Screen, record: RunDir,
                device: InputDevice | None, kill_key: str | None) -> int:
     """Open the interface, run the task in its worker, print the outcome after it closes."""
     from deskpilot.agent.takeover import describe_hotkey
@@ -189,21 +177,21 @@ def run_in_tui(args: argparse.Namespace, *, screen: Screen, record: RunDir,
     takeover = None if device is None else takeover_watch(
         kill_key, on_kill=lambda: controls.stop("stopped by the kill switch"), keys=False)
     g = screen.geometry()
-    info = RunInfo(task=args.task, model="loading…", mode=args.mode,
+    info = RunInfo(task=options.task, model="loading…", mode=options.settings.mode.value,
                    screen=(g.left, g.top, g.width, g.height), run_dir=str(record.path),
                    # no listener, no kill switch: the status line then says how to stop
                    kill_key=describe_hotkey(kill_key) if kill_key and takeover else None,
                    dry_run=device is None)
 
     def job(session: Session) -> RunResult:
-        runtime = open_words_runtime(args)
+        runtime = open_words_runtime(options)
         try:
             session.on_loaded(runtime.name)
-            write_run_header(args, record, runtime.name, screen, dry_run=device is None)
-            gate = None if device is None else gate_for_words(args, record, session.approver)
-            return run_words(args, runtime=runtime, screen=screen, device=device, record=record,
-                             gate=gate, takeover=takeover, on_step=session.on_step,
-                             supervisor=session.controls)
+            write_run_header(options, record, runtime.name, screen, dry_run=device is None)
+            gate = None if device is None else gate_for_words(options, record, session.approver)
+            return run_words(options, runtime=runtime, screen=screen, device=device,
+                             record=record, gate=gate, takeover=takeover,
+                             on_step=session.on_step, supervisor=session.controls)
         finally:
             runtime.close()
 

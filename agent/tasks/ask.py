@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from deskpilot.agent.loop import Budget, run_agent
+from deskpilot.agent.loop import run_agent
 from deskpilot.agent.rundir import RunDir
+from deskpilot.agent.settings import Budget
 from deskpilot.agent.tasks.file import Step
 from deskpilot.agent.tasks.kit import Draft, StepContext, StepFailed, grab, keep, lap
 from deskpilot.agent.tasks.results import Source
@@ -49,10 +50,10 @@ def check(step: Step, ctx: StepContext, draft: Draft) -> None:
     draft.model_text = (f"<think>{reply.reasoning}</think>\n" if reply.reasoning else "") + \
         reply.answer
     try:
-        verdict = asks.parse_check(reply)
+        judgement = asks.parse_check(reply)
     except asks.AskError as exc:
         raise StepFailed(str(exc)) from None
-    if not verdict.holds:
+    if not judgement.holds:
         raise StepFailed("the model judged that the statement does not hold")
     draft.message = "the model judged that the statement holds"
 

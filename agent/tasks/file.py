@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deskpilot.actions.keys import ChordError, UnknownKeyError, parse_chord
+from deskpilot.actions.text import shorten
 from deskpilot.actions.types import MAX_SCROLL, MAX_TYPE_CHARS
 
 # Names the ``allow`` list may use: the sensitive action classes a task may take unattended.
@@ -462,14 +463,13 @@ def _validate_spec(kind: str, value: Any) -> Any:
 
 def _label(kind: str, value: Any) -> str:
     if isinstance(value, dict):
-        inner = ", ".join(f"{k}: {_short(v)}" for k, v in value.items())
+        inner = ", ".join(f"{k}: {_written(v)}" for k, v in value.items())
         return f"{kind}: {{{inner}}}"
-    return f"{kind}: {_short(value)}"
+    return f"{kind}: {_written(value)}"
 
 
-def _short(value: Any, limit: int = 70) -> str:
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _written(value: Any, limit: int = 70) -> str:
+    return shorten(repr(value) if isinstance(value, str) else str(value), limit)
 
 
 def references(value: Any) -> list[str]:

@@ -18,9 +18,9 @@ from deskpilot.actions.parse import ActionError
 from deskpilot.actions.types import AnyAction
 from deskpilot.actions.validate import validate
 from deskpilot.agent.clock import Clock
-from deskpilot.agent.loop import ModelSettings
 from deskpilot.agent.records import StepRecord
 from deskpilot.agent.rundir import RunDir
+from deskpilot.agent.settings import ModelSettings
 from deskpilot.agent.tasks.cache import GroundingCache
 from deskpilot.agent.tasks.file import Task, redact, substitute
 from deskpilot.agent.tasks.results import Source
