@@ -13,9 +13,9 @@ from deskpilot.actions.executor import RecordingDevice
 from deskpilot.agent.settings import ModelSettings
 from deskpilot.agent.tasks.cache import CacheMode
 from deskpilot.agent.tasks.file import load_task
+from deskpilot.agent.tasks.kit import ModelAccess
 from deskpilot.agent.tasks.results import Source, TaskStatus
 from deskpilot.agent.tasks.run import Services, run_task
-from deskpilot.agent.tasks.steps import ModelAccess
 from deskpilot.grounding.capture import FakeScreen
 from deskpilot.grounding.ocr import FakeReader, TextBox, TextLine
 from deskpilot.models.runtime import Mode, Reply

@@ -5,8 +5,8 @@ from __future__ import annotations
 from deskpilot.agent.cli.errors import EXIT_FAILED, EXIT_OK
 from deskpilot.agent.records import RunResult, Status, StepRecord
 from deskpilot.agent.reports.outputs import Outputs, write_outputs
-from deskpilot.agent.tasks.file import Task
 from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult
+from deskpilot.agent.tasks.spec import Task
 
 
 def print_step(step: StepRecord) -> None:

@@ -42,8 +42,8 @@ from deskpilot.agent.cli.console import print_suite
 from deskpilot.agent.cli.errors import EXIT_INTERRUPTED, UserError
 from deskpilot.agent.cli.options import RunOptions
 from deskpilot.agent.reports.lane import read_lane_result
-from deskpilot.agent.tasks.file import Task
 from deskpilot.agent.tasks.results import SuiteResult, TaskResult, TaskStatus
+from deskpilot.agent.tasks.spec import Task
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from deskpilot.agent.cli.console import (
 )
 from deskpilot.agent.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
 from deskpilot.agent.cli.options import RunOptions, as_lane
-from deskpilot.agent.tasks.file import Task, TaskFileError, load_tasks
+from deskpilot.agent.tasks.file import TaskFileError, load_tasks
+from deskpilot.agent.tasks.spec import Task
 
 if TYPE_CHECKING:
     from deskpilot.models.runtime import Runtime
@@ -72,8 +73,8 @@ def _run(tasks: list[Task], options: RunOptions, *, new_display: bool) -> int:
     from deskpilot.actions.executor import PyAutoGuiDevice
     from deskpilot.agent.clock import SystemClock
     from deskpilot.agent.rundir import default_runs_root
+    from deskpilot.agent.tasks.kit import ModelAccess
     from deskpilot.agent.tasks.run import Services, run_suite
-    from deskpilot.agent.tasks.steps import ModelAccess
     from deskpilot.grounding.capture import CaptureError, MssScreen
     from deskpilot.grounding.ocr import RapidOcrReader
     from deskpilot.grounding.windows import open_window_probe

@@ -6,7 +6,6 @@ import time
 
 from deskpilot.actions.types import MAX_TYPE_CHARS, Click, Key, Scroll, Type
 from deskpilot.agent.tasks.cache import CacheMode, Hit, Stale, cache_key, replay
-from deskpilot.agent.tasks.file import Step
 from deskpilot.agent.tasks.kit import (
     Draft,
     StepContext,
@@ -21,6 +20,7 @@ from deskpilot.agent.tasks.kit import (
     read_text,
 )
 from deskpilot.agent.tasks.results import Source
+from deskpilot.agent.tasks.spec import ClickSpec, ScrollSpec, Step
 from deskpilot.grounding.capture import Frame
 from deskpilot.grounding.geometry import PixelBox, Region
 from deskpilot.grounding.preprocess import prepare
@@ -99,8 +99,7 @@ def _ground(ctx: StepContext, draft: Draft, frame: Frame, *, text: str | None,
     return box
 
 
-def click(step: Step, ctx: StepContext, draft: Draft) -> None:
-    spec = step.spec
+def click(spec: ClickSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
     frame = grab(ctx, draft)
     region = clip_to_frame(spec.region, frame)
     if spec.at is not None:
@@ -119,24 +118,23 @@ def click(step: Step, ctx: StepContext, draft: Draft) -> None:
                            clicks=spec.clicks), frame)
 
 
-def type_text(step: Step, ctx: StepContext, draft: Draft) -> None:
-    text = ctx.text(step.spec)
+def type_text(text: str, step: Step, ctx: StepContext, draft: Draft) -> None:
+    typed = ctx.text(text)
     frame = grab(ctx, draft)
-    for start in range(0, len(text), MAX_TYPE_CHARS):
-        act(ctx, draft, Type(action="type", text=text[start:start + MAX_TYPE_CHARS]), frame)
-    draft.message = f"typed {len(text)} characters"
+    for start in range(0, len(typed), MAX_TYPE_CHARS):
+        act(ctx, draft, Type(action="type", text=typed[start:start + MAX_TYPE_CHARS]), frame)
+    draft.message = f"typed {len(typed)} characters"
     keep(ctx, draft, grab(ctx, draft), f"step-{step.position + 1:03d}")
 
 
-def key(step: Step, ctx: StepContext, draft: Draft) -> None:
+def key(chord: str, step: Step, ctx: StepContext, draft: Draft) -> None:
     frame = grab(ctx, draft)
-    act(ctx, draft, Key(action="key", keys=step.spec), frame)
-    draft.message = f"pressed {step.spec}"
+    act(ctx, draft, Key(action="key", keys=chord), frame)
+    draft.message = f"pressed {chord}"
     keep(ctx, draft, grab(ctx, draft), f"step-{step.position + 1:03d}")
 
 
-def scroll(step: Step, ctx: StepContext, draft: Draft) -> None:
-    spec = step.spec
+def scroll(spec: ScrollSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
     frame = grab(ctx, draft)
     if spec.text is not None:
         box = _ground(ctx, draft, frame, text=ctx.text(spec.text), target=None,
@@ -157,6 +155,6 @@ def scroll(step: Step, ctx: StepContext, draft: Draft) -> None:
         f"scrolled {spec.direction} {spec.amount}"
 
 
-def wait(step: Step, ctx: StepContext, draft: Draft) -> None:
-    ctx.clock.sleep(float(step.spec))
-    draft.message = f"waited {float(step.spec):g}s"
+def wait(seconds: float, step: Step, ctx: StepContext, draft: Draft) -> None:
+    ctx.clock.sleep(seconds)
+    draft.message = f"waited {seconds:g}s"

@@ -8,17 +8,17 @@ from dataclasses import replace
 from deskpilot.agent.loop import run_agent
 from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.settings import Budget
-from deskpilot.agent.tasks.file import Step
 from deskpilot.agent.tasks.kit import Draft, StepContext, StepFailed, grab, keep, lap
 from deskpilot.agent.tasks.results import Source
+from deskpilot.agent.tasks.spec import QuerySpec, Step
 from deskpilot.grounding.preprocess import prepare
 from deskpilot.models import asks
 
 
-def do(step: Step, ctx: StepContext, draft: Draft) -> None:
+def do(instruction: str, step: Step, ctx: StepContext, draft: Draft) -> None:
     sub = RunDir(ctx.record.path / "agent", name=f"step-{step.position + 1:03d}")
     remaining = max(1.0, ctx.deadline - ctx.clock.now())
-    result = run_agent(ctx.shown(step.spec), runtime=ctx.model.runtime(), screen=ctx.screen,
+    result = run_agent(ctx.shown(instruction), runtime=ctx.model.runtime(), screen=ctx.screen,
                        device=ctx.device, record=sub, clock=ctx.clock,
                        budget=Budget(max_steps=ctx.task.budget.max_steps,
                                      max_seconds=min(remaining, ctx.task.budget.timeout_s)),
@@ -37,13 +37,13 @@ def do(step: Step, ctx: StepContext, draft: Draft) -> None:
         raise StepFailed(draft.message)
 
 
-def check(step: Step, ctx: StepContext, draft: Draft) -> None:
+def check(statement: str, step: Step, ctx: StepContext, draft: Draft) -> None:
     frame = grab(ctx, draft)
     keep(ctx, draft, frame, f"step-{step.position + 1:03d}")
     settings = ctx.model.settings
     t = time.perf_counter()
     reply = ctx.model.ask(asks.check_request(
-        ctx.shown(step.spec), prepare(frame, max_patches=settings.max_patches),
+        ctx.shown(statement), prepare(frame, max_patches=settings.max_patches),
         max_reasoning_tokens=settings.max_reasoning_tokens, temperature=settings.temperature))
     lap(draft, "model", t)
     draft.source = Source.MODEL
@@ -58,8 +58,7 @@ def check(step: Step, ctx: StepContext, draft: Draft) -> None:
     draft.message = "the model judged that the statement holds"
 
 
-def query(step: Step, ctx: StepContext, draft: Draft) -> None:
-    spec = step.spec
+def query(spec: QuerySpec, step: Step, ctx: StepContext, draft: Draft) -> None:
     frame = grab(ctx, draft)
     keep(ctx, draft, frame, f"step-{step.position + 1:03d}")
     settings = ctx.model.settings

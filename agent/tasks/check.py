@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from deskpilot.agent.tasks.file import Step
 from deskpilot.agent.tasks.kit import (
     POLL_S,
     Draft,
@@ -20,16 +19,16 @@ from deskpilot.agent.tasks.kit import (
     read_text,
 )
 from deskpilot.agent.tasks.results import Source
+from deskpilot.agent.tasks.spec import FileSpec, ScreenshotSpec, Step, TextSpec
 from deskpilot.grounding.capture import Frame
 from deskpilot.grounding.geometry import PixelBox
 from deskpilot.grounding.textmatch import AmbiguousText, TextLookupError
 from deskpilot.grounding.visual import compare, load_png, save_png
 
 
-def _poll_text(step: Step, ctx: StepContext, draft: Draft, *, want: bool,
+def _poll_text(spec: TextSpec, step: Step, ctx: StepContext, draft: Draft, *, want: bool,
                default_timeout: float) -> None:
     """Read the screen until the text is there (``want``) or gone, or the time is up."""
-    spec = step.spec
     query = ctx.text(spec.text)
     timeout = spec.timeout_s if "timeout_s" in spec.model_fields_set else default_timeout
     deadline = min(ctx.clock.now() + timeout, ctx.deadline)
@@ -63,20 +62,19 @@ def _find(ctx: StepContext, draft: Draft, frame: Frame, query: str,
         return None, str(exc)
 
 
-def wait_for(step: Step, ctx: StepContext, draft: Draft) -> None:
-    _poll_text(step, ctx, draft, want=True, default_timeout=10.0)
+def wait_for(spec: TextSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
+    _poll_text(spec, step, ctx, draft, want=True, default_timeout=10.0)
 
 
-def expect(step: Step, ctx: StepContext, draft: Draft) -> None:
-    _poll_text(step, ctx, draft, want=True, default_timeout=3.0)
+def expect(spec: TextSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
+    _poll_text(spec, step, ctx, draft, want=True, default_timeout=3.0)
 
 
-def expect_not(step: Step, ctx: StepContext, draft: Draft) -> None:
-    _poll_text(step, ctx, draft, want=False, default_timeout=3.0)
+def expect_not(spec: TextSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
+    _poll_text(spec, step, ctx, draft, want=False, default_timeout=3.0)
 
 
-def screenshot(step: Step, ctx: StepContext, draft: Draft) -> None:
-    spec = step.spec
+def screenshot(spec: ScreenshotSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
     frame = grab(ctx, draft)
     keep(ctx, draft, frame, spec.name)
     if not spec.compare:
@@ -101,8 +99,7 @@ def screenshot(step: Step, ctx: StepContext, draft: Draft) -> None:
         raise StepFailed(f"differs from {baseline}: {result.message}")
 
 
-def expect_file(step: Step, ctx: StepContext, draft: Draft) -> None:
-    spec = step.spec
+def expect_file(spec: FileSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
     path = Path(ctx.text(spec.path))
     if not path.is_absolute():
         path = ctx.task.path.parent / path

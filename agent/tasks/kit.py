@@ -22,8 +22,8 @@ from deskpilot.agent.records import StepRecord
 from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.settings import ModelSettings
 from deskpilot.agent.tasks.cache import GroundingCache
-from deskpilot.agent.tasks.file import Task, redact, substitute
 from deskpilot.agent.tasks.results import Source
+from deskpilot.agent.tasks.spec import Task, redact, substitute
 from deskpilot.grounding.capture import Frame, Screen
 from deskpilot.grounding.geometry import PixelBox, View
 from deskpilot.grounding.ocr import TextReader

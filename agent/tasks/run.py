@@ -23,9 +23,10 @@ from deskpilot.actions.policy import Policy, Scope
 from deskpilot.agent.clock import Clock
 from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.tasks.cache import CacheMode, GroundingCache
-from deskpilot.agent.tasks.file import Task, WaitForWindow, redact, substitute
+from deskpilot.agent.tasks.kit import ModelAccess, StepContext
 from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult, TaskStatus
-from deskpilot.agent.tasks.steps import ModelAccess, StepContext, run_step
+from deskpilot.agent.tasks.spec import Task, WaitForWindow, redact, substitute
+from deskpilot.agent.tasks.steps import run_step
 from deskpilot.grounding.capture import CaptureError, Screen
 from deskpilot.grounding.ocr import OcrError, TextReader
 from deskpilot.grounding.textmatch import TextLookupError, find_text

@@ -1,17 +1,90 @@
-"""Carry out one task-file step: dispatch on its kind, and turn what happened into a record."""
+"""The one step registry: each step kind's spec, handler and need of the model, and
+:func:`run_step`, which carries out one step and turns what happened into a record."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from deskpilot.agent.tasks import act as steps_act
-from deskpilot.agent.tasks import ask as steps_model
-from deskpilot.agent.tasks import check as steps_check
-from deskpilot.agent.tasks.file import Step, redact
-from deskpilot.agent.tasks.kit import Draft, ModelAccess, StepContext, StepFailed
+from deskpilot.actions.keys import ChordError, UnknownKeyError, parse_chord
+from deskpilot.agent.tasks import act, ask, check
+from deskpilot.agent.tasks.kit import Draft, StepContext, StepFailed
 from deskpilot.agent.tasks.results import ScriptStep
+from deskpilot.agent.tasks.spec import (
+    ClickSpec,
+    FileSpec,
+    Instruction,
+    KeyChord,
+    QuerySpec,
+    ScreenshotSpec,
+    ScrollSpec,
+    Step,
+    TextSpec,
+    TypeText,
+    WaitSeconds,
+    redact,
+)
 
-__all__ = ["ModelAccess", "StepContext", "StepFailed", "run_step"]
+S = TypeVar("S")
+
+
+def _never(spec: object) -> bool:
+    return False
+
+
+def _always(spec: object) -> bool:
+    return True
+
+
+def _known_chord(chord: str) -> None:
+    try:
+        parse_chord(chord)
+    except (UnknownKeyError, ChordError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class StepKind(Generic[S]):
+    """One kind of step.
+
+    ``spec`` is what pydantic validates the YAML value into (a model, or an annotated scalar);
+    ``handler`` carries the step out from that value; ``needs_model`` says whether a given spec
+    needs the vision model; ``check`` refuses values pydantic cannot judge (ValueError);
+    ``shorthand`` is the field a bare string fills (``click: Save`` is ``click: {text: Save}``).
+    """
+
+    spec: Any
+    handler: Callable[[S, Step, StepContext, Draft], None]
+    needs_model: Callable[[S], bool] = _never
+    check: Callable[[S], None] | None = None
+    shorthand: str | None = None
+
+    def run(self, step: Step, ctx: StepContext, draft: Draft) -> None:
+        """Carry out ``step``, whose spec was validated against this kind when it loaded."""
+        self.handler(step.spec, step, ctx, draft)
+
+
+def _click_needs_model(spec: ClickSpec) -> bool:
+    return spec.target is not None
+
+
+STEPS: dict[str, StepKind[Any]] = {
+    "click": StepKind(ClickSpec, act.click, needs_model=_click_needs_model, shorthand="text"),
+    "type": StepKind(TypeText, act.type_text),
+    "key": StepKind(KeyChord, act.key, check=_known_chord),
+    "scroll": StepKind(ScrollSpec, act.scroll),
+    "wait": StepKind(WaitSeconds, act.wait),
+    "wait_for": StepKind(TextSpec, check.wait_for),
+    "expect": StepKind(TextSpec, check.expect),
+    "expect_not": StepKind(TextSpec, check.expect_not),
+    "screenshot": StepKind(ScreenshotSpec, check.screenshot),
+    "expect_file": StepKind(FileSpec, check.expect_file),
+    "do": StepKind(Instruction, ask.do, needs_model=_always),
+    "check": StepKind(Instruction, ask.check, needs_model=_always),
+    "query": StepKind(QuerySpec, ask.query, needs_model=_always),
+}
+"""Every step kind a task file may use, in the order the docs list them."""
 
 
 def run_step(step: Step, index: int, ctx: StepContext) -> ScriptStep:
@@ -19,7 +92,7 @@ def run_step(step: Step, index: int, ctx: StepContext) -> ScriptStep:
     draft, start = Draft(), ctx.clock.now()
     passed = True
     try:
-        _HANDLERS[step.kind](step, ctx, draft)
+        STEPS[step.kind].run(step, ctx, draft)
     except StepFailed as exc:
         passed, draft.message = False, str(exc)
     secrets = ctx.task.secrets
@@ -31,13 +104,3 @@ def run_step(step: Step, index: int, ctx: StepContext) -> ScriptStep:
         model_text=redact(draft.model_text, secrets),
         candidates=tuple(redact(c, secrets) for c in draft.candidates),
         agent_steps=draft.agent_steps)
-
-
-_HANDLERS: dict[str, Callable[[Step, StepContext, Draft], None]] = {
-    "click": steps_act.click, "type": steps_act.type_text, "key": steps_act.key,
-    "scroll": steps_act.scroll, "wait": steps_act.wait,
-    "wait_for": steps_check.wait_for, "expect": steps_check.expect,
-    "expect_not": steps_check.expect_not, "screenshot": steps_check.screenshot,
-    "expect_file": steps_check.expect_file,
-    "do": steps_model.do, "check": steps_model.check, "query": steps_model.query,
-}
