@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from deskpilot.actions.approval import Approver
 from deskpilot.actions.categories import REFUSAL_CATEGORIES
@@ -17,7 +18,6 @@ from deskpilot.actions.parse import ActionError
 from deskpilot.actions.policy import Concern, Policy
 from deskpilot.actions.resolved import Resolved
 from deskpilot.actions.types import AnyAction, Hold, Key, Type, summarize
-from deskpilot.agent.rundir import RunDir
 from deskpilot.grounding.capture import Frame
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,22 @@ class ActionDenied(ActionError):
         self.action = action
 
 
+class IncidentLog(Protocol):
+    """Where the gate writes what it refused, denied or let through after asking (a run's
+    directory: ``incidents.jsonl``)."""
+
+    def incident(self, data: dict[str, Any]) -> None:
+        """Record one incident: verdict, category, reason and the action's summary."""
+        ...
+
+
 @dataclass
 class Gate:
     """Reviews one resolved action; ``check`` returns why it must not run, or None."""
 
     policy: Policy
     approver: Approver
-    record: RunDir | None = None
+    record: IncidentLog | None = None  # None: incidents are only logged
     secrets: tuple[str, ...] = ()  # values never written to an incident
 
     def check(self, resolved: Resolved, frame: Frame | None) -> Concern | None:

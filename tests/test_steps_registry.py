@@ -1,4 +1,4 @@
-"""The step registry is the one list of step kinds: its specs, handlers, model rule and docs agree."""
+"""The step registry is the one list of step kinds: specs, handlers, model rule and docs agree."""
 
 from __future__ import annotations
 
