@@ -17,6 +17,7 @@ from deskpilot.actions.categories import REFUSAL_CATEGORIES
 from deskpilot.actions.parse import ActionError
 from deskpilot.actions.policy import Concern, Policy
 from deskpilot.actions.resolved import Resolved
+from deskpilot.actions.text import redact
 from deskpilot.actions.types import AnyAction, Hold, Key, Type, summarize
 from deskpilot.grounding.capture import Frame
 
@@ -51,9 +52,7 @@ class Gate:
 
     def check(self, resolved: Resolved, frame: Frame | None) -> Concern | None:
         """None when the action may run now; otherwise the concern that stopped it."""
-        summary = summarize(resolved.action)
-        for secret in self.secrets:
-            summary = summary.replace(secret, "[secret]")
+        summary = redact(summarize(resolved.action), self.secrets)
         review = self.policy.review(resolved, frame)
         if review.refusals:
             return self._incident(review.refusals[0], summary, "refused")

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from deskpilot.actions.text import redact
 from deskpilot.agent.cli.main import main
 from deskpilot.agent.tasks.file import TaskFileError, load_task, load_tasks
-from deskpilot.agent.tasks.spec import redact, substitute
+from deskpilot.agent.tasks.spec import substitute
 
 BAD = sorted((Path(__file__).parent / "data" / "bad_tasks").glob("*.yaml"))
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))

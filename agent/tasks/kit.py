@@ -15,6 +15,7 @@ from pathlib import Path
 from deskpilot.actions.executor import InputDevice, execute
 from deskpilot.actions.gate import Gate, describe
 from deskpilot.actions.parse import ActionError
+from deskpilot.actions.text import redact
 from deskpilot.actions.types import AnyAction
 from deskpilot.actions.validate import validate
 from deskpilot.agent.clock import Clock
@@ -23,7 +24,7 @@ from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.settings import ModelSettings
 from deskpilot.agent.tasks.cache import GroundingCache
 from deskpilot.agent.tasks.results import Source
-from deskpilot.agent.tasks.spec import Task, redact, substitute
+from deskpilot.agent.tasks.spec import Task, substitute
 from deskpilot.grounding.capture import Frame, Screen
 from deskpilot.grounding.geometry import PixelBox, View
 from deskpilot.grounding.ocr import TextReader

@@ -20,12 +20,13 @@ from deskpilot.actions.approval import Approver, DenyAll
 from deskpilot.actions.executor import InputDevice, release_all
 from deskpilot.actions.gate import Gate
 from deskpilot.actions.policy import Policy, Scope
+from deskpilot.actions.text import redact
 from deskpilot.agent.clock import Clock
 from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.tasks.cache import CacheMode, GroundingCache
 from deskpilot.agent.tasks.kit import ModelAccess, StepContext
 from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult, TaskStatus
-from deskpilot.agent.tasks.spec import Task, WaitForWindow, redact, substitute
+from deskpilot.agent.tasks.spec import Task, WaitForWindow, substitute
 from deskpilot.agent.tasks.steps import run_step
 from deskpilot.grounding.capture import CaptureError, Screen
 from deskpilot.grounding.ocr import OcrError, TextReader

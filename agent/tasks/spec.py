@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -231,8 +231,3 @@ def substitute(text: str, values: Mapping[str, str]) -> str:
     return VARIABLE_REF.sub(lambda m: values.get(m.group(1), m.group(0)), text)
 
 
-def redact(text: str, secrets: Sequence[str]) -> str:
-    """Replace every secret value in ``text`` with a placeholder."""
-    for secret in secrets:
-        text = text.replace(secret, "[secret]")
-    return text

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from deskpilot.actions.keys import ChordError, UnknownKeyError, parse_chord
+from deskpilot.actions.text import redact
 from deskpilot.agent.tasks import act, ask, check
 from deskpilot.agent.tasks.kit import Draft, StepContext, StepFailed
 from deskpilot.agent.tasks.results import ScriptStep
@@ -23,7 +24,6 @@ from deskpilot.agent.tasks.spec import (
     TextSpec,
     TypeText,
     WaitSeconds,
-    redact,
 )
 
 S = TypeVar("S")
