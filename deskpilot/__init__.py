@@ -4,7 +4,7 @@ on this machine what to do, and acts with the mouse and keyboard, under supervis
 This module is the package's public face: it only re-exports. The names load on first use, so
 ``import deskpilot`` stays cheap for the command line and its child processes::
 
-    from deskpilot import Budget, ModelSettings, load_tasks, run_agent
+    from deskpilot import Budget, ModelSettings, RunDir, run_agent
 """
 
 from __future__ import annotations

@@ -32,9 +32,6 @@ if TYPE_CHECKING:
 
 _BUDGET, _SETTINGS, _MODEL = Budget(), ModelSettings(), ModelChoice()  # the defaults, once
 
-log = logging.getLogger("deskpilot")
-
-
 _EPILOG = """\
 examples:
   deskpilot doctor                         check display, input, llama.cpp and model files
