@@ -57,8 +57,6 @@ class ModelChoice:
 
         A ValueError says, in the command line's words, what does not fit together.
         """
-        from deskpilot.models.serving import BASE_URL_VARIABLE, parse_base_url
-
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}: use one of "
                              f"{', '.join(BACKENDS)}")
@@ -69,6 +67,8 @@ class ModelChoice:
                     raise ValueError(f"{flag} is for a model server: use it with "
                                      "--backend openai")
             return self
+        from deskpilot.models.serving import BASE_URL_VARIABLE, parse_base_url
+
         url = self.base_url or environ.get(BASE_URL_VARIABLE, "").strip() or None
         if url is None:
             raise ValueError("--backend openai needs the server's address: --base-url "

@@ -9,8 +9,8 @@ from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult
 from deskpilot.agent.tasks.spec import Task
 
 
-def print_step(step: StepRecord) -> None:
-    """Plain one-line-per-step output."""
+def print_step(step: StepRecord | ScriptStep) -> None:
+    """One line per step, of the agent loop or of a task file."""
     print(step.line(), flush=True)
 
 
@@ -26,11 +26,6 @@ def print_result(result: RunResult) -> int:
 def print_task(task: Task) -> None:
     """The heading of a task as it starts."""
     print(f"\n▶ {task.name}  ({task.path})", flush=True)
-
-
-def print_script_step(step: ScriptStep) -> None:
-    """One line per task-file step."""
-    print(step.line(), flush=True)
 
 
 def print_task_result(result: TaskResult) -> None:

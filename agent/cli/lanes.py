@@ -40,7 +40,7 @@ from pathlib import Path
 from deskpilot.actions.text import shorten
 from deskpilot.agent.cli.console import print_suite
 from deskpilot.agent.cli.errors import EXIT_INTERRUPTED, UserError
-from deskpilot.agent.cli.options import RunOptions
+from deskpilot.agent.cli.options import RunOptions, model_opener
 from deskpilot.agent.reports.lane import read_lane_result
 from deskpilot.agent.tasks.results import SuiteResult, TaskResult, TaskStatus
 from deskpilot.agent.tasks.spec import Task
@@ -133,9 +133,6 @@ def run_lanes(tasks: Sequence[Task], options: RunOptions) -> int:
 
 def _check_can_run(tasks: Sequence[Task], options: RunOptions) -> None:
     """Refuse (exit 2) what would fail in every child, before any starts."""
-    from deskpilot.models.catalog import ModelError
-    from deskpilot.models.open import check_model
-
     model, concurrency = options.model, options.files.concurrency
     if any(t.needs_model for t in tasks):
         if model.replay is None and model.backend != "openai":
@@ -145,10 +142,7 @@ def _check_can_run(tasks: Sequence[Task], options: RunOptions) -> None:
                 "start one model server and share it with --backend openai --base-url URL "
                 "(see docs/scaling.md), use --replay, or run them one at a time "
                 "(--concurrency 1)")
-        try:  # the same check of the model a single run makes (exit 2)
-            check_model(model)
-        except (ModelError, ValueError) as exc:
-            raise UserError(f"these tasks have model steps: {exc}") from None
+        model_opener(options)  # the same check of the model a single run makes (exit 2)
     if shutil.which("Xvfb") is None:
         raise UserError("--concurrency runs each task on a private Xvfb display, and Xvfb is "
                         "not installed (Debian/Ubuntu: apt-get install xvfb)")

@@ -7,9 +7,10 @@ takes these objects (or the smaller ones inside them) instead.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deskpilot.agent.cli.errors import UserError
 from deskpilot.agent.reports.outputs import Outputs
@@ -18,6 +19,9 @@ from deskpilot.agent.takeover import DEFAULT_KILL_HOTKEY
 from deskpilot.agent.tasks.cache import CacheMode
 from deskpilot.models.choice import ModelChoice
 from deskpilot.models.runtime import Mode
+
+if TYPE_CHECKING:
+    from deskpilot.models.runtime import Runtime
 
 DEFAULT_SCREEN_SIZE = (1280, 800)  # a private display's size unless --screen-size says otherwise
 DEFAULT_MODEL_TIMEOUT_S = 300.0
@@ -101,6 +105,19 @@ def run_options(args: argparse.Namespace, argv: Sequence[str]) -> RunOptions:
                         lane_result=args.result_json),
         monitor=args.monitor, runs_dir=args.runs_dir, dry_run=args.dry_run,
         no_tui=args.no_tui, kill_key=args.kill_key, argv=tuple(argv))
+
+
+def model_opener(options: RunOptions) -> Callable[[], Runtime]:
+    """Check now that the model these options name can be had (UserError if not), and open it
+    on first use: task files without model steps never load it."""
+    from deskpilot.models.catalog import ModelError
+    from deskpilot.models.open import check_model, open_runtime
+
+    try:
+        check_model(options.model)
+    except (ModelError, ValueError) as exc:
+        raise UserError(f"these tasks have model steps: {exc}") from None
+    return lambda: open_runtime(options.model)
 
 
 def as_lane(options: RunOptions) -> RunOptions:

@@ -5,23 +5,18 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from deskpilot.agent.cli.console import (
-    print_script_step,
+    print_step,
     print_suite,
     print_task,
     print_task_result,
 )
 from deskpilot.agent.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
-from deskpilot.agent.cli.options import RunOptions, as_lane
+from deskpilot.agent.cli.options import RunOptions, as_lane, model_opener
 from deskpilot.agent.tasks.file import TaskFileError, load_tasks
 from deskpilot.agent.tasks.spec import Task
-
-if TYPE_CHECKING:
-    from deskpilot.models.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +99,7 @@ def _run(tasks: list[Task], options: RunOptions, *, new_display: bool) -> int:
                 approver=default_approver(headless=files.headless), windows=windows)
             try:
                 suite = run_suite(tasks, services, on_task=print_task,
-                                  on_step=print_script_step, on_result=print_task_result)
+                                  on_step=print_step, on_result=print_task_result)
             finally:
                 model.close()
                 screen.close()
@@ -118,14 +113,3 @@ def _run(tasks: list[Task], options: RunOptions, *, new_display: bool) -> int:
         return EXIT_INTERRUPTED
     return code
 
-
-def model_opener(options: RunOptions) -> Callable[[], Runtime]:
-    """Check now that a model can be had (exit 2 if not); open it on the first model step."""
-    from deskpilot.models.catalog import ModelError
-    from deskpilot.models.open import check_model, open_runtime
-
-    try:
-        check_model(options.model)
-    except (ModelError, ValueError) as exc:
-        raise UserError(f"these tasks have model steps: {exc}") from None
-    return lambda: open_runtime(options.model)
