@@ -24,9 +24,9 @@ from deskpilot.actions.text import redact
 from deskpilot.agent.clock import Clock
 from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.tasks.cache import CacheMode, GroundingCache
-from deskpilot.agent.tasks.kit import ModelAccess, StepContext
+from deskpilot.agent.tasks.kit import ModelAccess, StepContext, StepFailed
 from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult, TaskStatus
-from deskpilot.agent.tasks.spec import Task, WaitForWindow, substitute
+from deskpilot.agent.tasks.spec import LaunchSpec, Step, Task, WaitForWindow, substitute
 from deskpilot.agent.tasks.steps import run_step
 from deskpilot.grounding.capture import CaptureError, Screen
 from deskpilot.grounding.ocr import OcrError, TextReader
@@ -106,62 +106,101 @@ def run_suite(tasks: Sequence[Task], services: Services, *,
 def run_task(task: Task, services: Services, *,
              on_step: Callable[[ScriptStep], None] | None = None) -> TaskResult:
     """Set up, run the steps until one fails, and tear down; never raises for a task's fault."""
-    clock = services.clock
-    start = clock.now()
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    record = RunDir(services.runs_root, name=f"{stamp}-{slug(task.name)}")
-    record.write_header({"task": task.name, "file": str(task.path), "display": services.display,
-                         "steps": [s.label for s in task.steps], "allow": sorted(task.allow)})
-    steps: list[ScriptStep] = []
-
-    def finish(status: TaskStatus, message: str) -> TaskResult:
-        message = redact(message, task.secrets)
-        record.write_lines("steps.jsonl", [json.dumps(s.to_json(), ensure_ascii=False)
-                                           for s in steps])
-        result = TaskResult(task.name, task.path, status, message, tuple(steps),
-                            clock.now() - start, record.path)
-        record.finish_task(result.to_json())
-        return result
-
-    work_dir = Path(tempfile.mkdtemp(prefix=f"deskpilot-{slug(task.name)}-"))
-    values = {"work_dir": str(work_dir), "task_dir": str(task.path.parent.resolve()),
-              **{name: v.value for name, v in task.variables.items()}}
-    ctx = StepContext(task=task, screen=services.screen, device=services.device,
-                      reader=services.reader, model=services.model,
-                      cache=GroundingCache(services.cache_dir or task.path.parent / CACHE_DIR,
-                                           services.cache_mode),
-                      clock=clock, record=record, values=values,
-                      baselines=task.path.parent / "baselines" / slug(task.name),
-                      update_baselines=services.update_baselines,
-                      deadline=start + task.budget.timeout_s, settle_s=services.settle_s)
+    run = TaskRun(task, services)
     try:
-        with ExitStack() as stack:
-            try:
-                ctx.gate = _gate(task, services, record, values)
-                for launch in task.setup.launch:
-                    stack.enter_context(_launched(substitute(launch.command, values),
-                                                  services, record, ctx, launch.wait_for))
-                if task.setup.wait_for is not None:
-                    _wait_setup(task.setup.wait_for, services, ctx)
-            except SetupError as exc:
-                return finish(TaskStatus.ERROR, f"setup: {exc}")
-            return finish(*_run_steps(ctx, steps, on_step))
+        try:
+            run.open()
+        except SetupError as exc:
+            return run.finish(TaskStatus.ERROR, f"setup: {exc}")
+        return run.finish(*_run_steps(run, on_step))
     except (CaptureError, DisplayError) as exc:
-        return finish(TaskStatus.ERROR, f"the display failed: {exc}")
+        return run.finish(TaskStatus.ERROR, f"the display failed: {exc}")
     except RuntimeFailure as exc:
-        return finish(TaskStatus.ERROR, f"the model runtime failed: {exc}")
+        return run.finish(TaskStatus.ERROR, f"the model runtime failed: {exc}")
     except OcrError as exc:
-        return finish(TaskStatus.ERROR, f"OCR failed: {exc}")
+        return run.finish(TaskStatus.ERROR, f"OCR failed: {exc}")
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", None)
         why = f"terminated by signal {signum}" if signum else "interrupted by the person"
-        raise TaskInterrupted(finish(TaskStatus.ERROR, why)) from exc
+        raise TaskInterrupted(run.finish(TaskStatus.ERROR, why)) from exc
     except Exception as exc:  # one task's breakage (an input device error, say) ends only it
         log.exception("task %r broke", task.name)
-        return finish(TaskStatus.ERROR, f"{type(exc).__name__}: {exc}")
+        return run.finish(TaskStatus.ERROR, f"{type(exc).__name__}: {exc}")
     finally:
-        release_all(services.device)
-        shutil.rmtree(work_dir, ignore_errors=True)
+        run.close()
+
+
+class TaskRun:
+    """One task in progress: its run directory, values, gate, launched programs and records.
+
+    :func:`run_task` drives one through a task file's steps; :class:`deskpilot.Desktop` drives
+    one call by call. Either way :meth:`close` stops what was launched and releases the input.
+    """
+
+    def __init__(self, task: Task, services: Services) -> None:
+        self.task, self.services = task, services
+        self.start = services.clock.now()
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        self.record = RunDir(services.runs_root, name=f"{stamp}-{slug(task.name)}")
+        self.record.write_header({"task": task.name, "file": str(task.path),
+                                  "display": services.display,
+                                  "steps": [s.label for s in task.steps],
+                                  "allow": sorted(task.allow)})
+        self.steps: list[ScriptStep] = []
+        self._stack = ExitStack()
+        work_dir = Path(tempfile.mkdtemp(prefix=f"deskpilot-{slug(task.name)}-"))
+        self._stack.callback(shutil.rmtree, work_dir, ignore_errors=True)
+        values = {"work_dir": str(work_dir), "task_dir": str(task.path.parent.resolve()),
+                  **{name: v.value for name, v in task.variables.items()}}
+        self.ctx = StepContext(
+            task=task, screen=services.screen, device=services.device, reader=services.reader,
+            model=services.model,
+            cache=GroundingCache(services.cache_dir or task.path.parent / CACHE_DIR,
+                                 services.cache_mode),
+            clock=services.clock, record=self.record, values=values,
+            baselines=task.path.parent / "baselines" / slug(task.name),
+            update_baselines=services.update_baselines,
+            deadline=self.start + task.budget.timeout_s, settle_s=services.settle_s)
+
+    def open(self) -> None:
+        """Make the gate, launch the setup programs and wait for them (SetupError if not)."""
+        self.ctx.gate = _gate(self.task, self.services, self.record, self.ctx.values)
+        for launch in self.task.setup.launch:
+            self.launch(launch)
+        if self.task.setup.wait_for is not None:
+            _wait_setup(self.task.setup.wait_for, self.services, self.ctx)
+
+    def launch(self, launch: LaunchSpec) -> subprocess.Popen[bytes]:
+        """Start a program for this task (SetupError if it cannot); it is stopped by close."""
+        return self._stack.enter_context(_launched(
+            substitute(launch.command, self.ctx.values), self.services, self.record, self.ctx,
+            launch.wait_for))
+
+    def step(self, step: Step, on_step: Callable[[ScriptStep], None] | None = None
+             ) -> tuple[ScriptStep, StepFailed | None]:
+        """Run one step and keep its record; the failure, if any, comes back beside it."""
+        result, failure = run_step(step, len(self.steps) + 1, self.ctx)
+        self.steps.append(result)
+        if on_step is not None:
+            on_step(result)
+        return result, failure
+
+    def finish(self, status: TaskStatus, message: str) -> TaskResult:
+        """Write the steps and the task's result into its run directory."""
+        message = redact(message, self.task.secrets)
+        self.record.write_lines("steps.jsonl", [json.dumps(s.to_json(), ensure_ascii=False)
+                                                for s in self.steps])
+        result = TaskResult(self.task.name, self.task.path, status, message, tuple(self.steps),
+                            self.services.clock.now() - self.start, self.record.path)
+        self.record.finish_task(result.to_json())
+        return result
+
+    def close(self) -> None:
+        """Stop the launched programs, release held keys and buttons, drop the work folder."""
+        try:
+            self._stack.close()
+        finally:
+            release_all(self.services.device)
 
 
 def _gate(task: Task, services: Services, record: RunDir, values: dict[str, str]) -> Gate:
@@ -181,22 +220,19 @@ def _gate(task: Task, services: Services, record: RunDir, values: dict[str, str]
     return Gate(policy, services.approver, record, secrets=task.secrets)
 
 
-def _run_steps(ctx: StepContext, steps: list[ScriptStep],
-               on_step: Callable[[ScriptStep], None] | None) -> tuple[TaskStatus, str]:
+def _run_steps(run: TaskRun, on_step: Callable[[ScriptStep], None] | None
+               ) -> tuple[TaskStatus, str]:
     """Run the steps in order until one fails or the task's time is up."""
-    task = ctx.task
+    task, ctx = run.task, run.ctx
     for index, step in enumerate(task.steps, 1):
         if ctx.clock.now() >= ctx.deadline:
             return TaskStatus.FAILED, (f"timed out after {task.budget.timeout_s:g}s before "
                                        f"step {index}")
-        result = run_step(step, index, ctx)
-        steps.append(result)
-        if on_step is not None:
-            on_step(result)
+        result, _ = run.step(step, on_step)
         if not result.passed:
             return TaskStatus.FAILED, (f"step {index} ({step.label}, line {step.line}): "
                                        f"{result.message}")
-    return TaskStatus.PASSED, f"{len(steps)} steps passed"
+    return TaskStatus.PASSED, f"{len(run.steps)} steps passed"
 
 
 @contextmanager

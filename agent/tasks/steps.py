@@ -87,14 +87,16 @@ STEPS: dict[str, StepKind[Any]] = {
 """Every step kind a task file may use, in the order the docs list them."""
 
 
-def run_step(step: Step, index: int, ctx: StepContext) -> ScriptStep:
-    """Run one step; failures come back as a failed record, never as an exception."""
+def run_step(step: Step, index: int, ctx: StepContext) -> tuple[ScriptStep, StepFailed | None]:
+    """Run one step. Failures come back as a failed record, never raised, with the
+    :class:`StepFailed` beside it (its class says which kind of failure it was)."""
     draft, start = Draft(), ctx.clock.now()
-    passed = True
+    failure: StepFailed | None = None
     try:
         STEPS[step.kind].run(step, ctx, draft)
     except StepFailed as exc:
-        passed, draft.message = False, str(exc)
+        failure, draft.message = exc, str(exc)
+    passed = failure is None
     secrets = ctx.task.secrets
     return ScriptStep(
         index=index, kind=step.kind, label=step.label, file_line=step.line, passed=passed,
@@ -103,4 +105,4 @@ def run_step(step: Step, index: int, ctx: StepContext) -> ScriptStep:
         seconds=ctx.clock.now() - start, timings=dict(draft.timings),
         model_text=redact(draft.model_text, secrets),
         candidates=tuple(redact(c, secrets) for c in draft.candidates),
-        agent_steps=draft.agent_steps)
+        agent_steps=draft.agent_steps), failure
