@@ -79,14 +79,35 @@ class InputDevice(Protocol):
         """Type text literally (characters, not key names)."""
 
 
+def _point_pyautogui_at(display: str) -> None:
+    """Send pyautogui's X11 input to ``display`` from now on.
+
+    pyautogui opens ``$DISPLAY`` once, when it is first imported, and keeps that connection in a
+    module global its functions read at every call. A process that runs one private display
+    after another (one per test, say) must swap that connection, or its input would go to the
+    first display. Its key table was read from the first display too; Xvfb servers all start
+    with the same keymap, so it stays right for them.
+    """
+    from pyautogui import _pyautogui_x11 as x11
+    from Xlib.display import Display
+
+    current = x11._display
+    if current.get_display_name() == display:
+        return
+    x11._display = Display(display)
+    with contextlib.suppress(Exception):  # the old display may be gone already
+        current.close()
+
+
 class PyAutoGuiDevice:
     """The real input device, on pyautogui.
 
     pyautogui is imported here rather than at module import because on X11 it opens the display
-    as a side effect of being imported.
+    as a side effect of being imported. ``display`` names the X display to act on when it may
+    not be the one pyautogui first opened (X11 only; elsewhere there is one desktop).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, display: str | None = None) -> None:
         with warnings.catch_warnings():
             # pyscreeze and mouseinfo start `which` at import and never close its pipes; the
             # leak is theirs and harmless, but under -W error it would fail whoever imports.
@@ -94,6 +115,8 @@ class PyAutoGuiDevice:
             import pyautogui
 
         self._gui: Any = pyautogui
+        if display is not None and sys.platform.startswith("linux"):
+            _point_pyautogui_at(display)
         pyautogui.PAUSE = 0  # our own code decides when to wait
         # The fail-safe stays on: the person can abort by slamming the pointer into a corner.
         # The validator never sends the agent there.

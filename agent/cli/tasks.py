@@ -65,51 +65,32 @@ def run_task_files(options: RunOptions) -> int:
 
 def _run(tasks: list[Task], options: RunOptions, *, new_display: bool) -> int:
     from deskpilot.actions.approval import default_approver
-    from deskpilot.actions.executor import PyAutoGuiDevice
-    from deskpilot.agent.clock import SystemClock
     from deskpilot.agent.rundir import default_runs_root
     from deskpilot.agent.tasks.kit import ModelAccess
-    from deskpilot.agent.tasks.run import Services, run_suite
-    from deskpilot.grounding.capture import CaptureError, MssScreen
-    from deskpilot.grounding.ocr import RapidOcrReader
-    from deskpilot.grounding.windows import open_window_probe
-    from deskpilot.grounding.xvfb import DisplayError, run_display
+    from deskpilot.agent.tasks.live import Place, live_services
+    from deskpilot.agent.tasks.run import run_suite
+    from deskpilot.grounding.capture import CaptureError
+    from deskpilot.grounding.xvfb import DisplayError
 
     files = options.files
     opener = model_opener(options) if any(t.needs_model for t in tasks) else None
-    model = ModelAccess(opener, options.settings)
+    place = Place(new_display=new_display, screen_size=files.screen_size,
+                  runs_root=options.runs_dir or default_runs_root(), cache=files.cache,
+                  cache_dir=files.cache_dir, update_baselines=files.update_baselines,
+                  monitor=options.monitor, approver=default_approver(headless=files.headless))
     try:
-        with run_display(new=new_display, size=files.screen_size) as (display, started):
-            try:
-                screen = MssScreen(monitor=options.monitor)
-                geometry = screen.geometry()
-            except (CaptureError, ValueError) as exc:
-                raise UserError(str(exc)) from None
+        with live_services(place, ModelAccess(opener, options.settings)) as (services, started):
+            geometry = services.screen.geometry()
             where = "a private Xvfb" if started else "this display"
-            print(f"{len(tasks)} task file(s) on {where} {display} "
+            print(f"{len(tasks)} task file(s) on {where} {services.display} "
                   f"({geometry.pixel_width}x{geometry.pixel_height}); cache {files.cache}",
                   flush=True)
-            windows = open_window_probe(display)
-            services = Services(
-                screen=screen, device=PyAutoGuiDevice(), reader=RapidOcrReader(),
-                cache_mode=files.cache, cache_dir=files.cache_dir, model=model,
-                clock=SystemClock(), display=display,
-                runs_root=options.runs_dir or default_runs_root(),
-                update_baselines=files.update_baselines,
-                approver=default_approver(headless=files.headless), windows=windows)
-            try:
-                suite = run_suite(tasks, services, on_task=print_task,
-                                  on_step=print_step, on_result=print_task_result)
-            finally:
-                model.close()
-                screen.close()
-                if windows is not None:
-                    windows.close()
-    except DisplayError as exc:
+            suite = run_suite(tasks, services, on_task=print_task,
+                              on_step=print_step, on_result=print_task_result)
+    except (DisplayError, CaptureError, ValueError) as exc:
         raise UserError(str(exc)) from None
     code = print_suite(suite, options.outputs)
     if suite.interrupted:
         print("interrupted: the remaining tasks were not run", file=sys.stderr)
         return EXIT_INTERRUPTED
     return code
-

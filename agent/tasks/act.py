@@ -9,7 +9,7 @@ from deskpilot.agent.tasks.cache import CacheMode, Hit, Stale, cache_key, replay
 from deskpilot.agent.tasks.kit import (
     Draft,
     StepContext,
-    StepFailed,
+    TargetMissing,
     act,
     center,
     clip_to_frame,
@@ -35,7 +35,7 @@ def _read_text(ctx: StepContext, draft: Draft, frame: Frame, query: str,
     try:
         match = read_text(ctx, draft, frame, query, region)
     except TextLookupError as exc:
-        raise StepFailed(str(exc)) from None
+        raise TargetMissing(str(exc)) from None
     draft.source = Source.OCR
     draft.message = f"found {match.text!r} ({match.how}, score {match.score:.2f})"
     return match.box
@@ -55,7 +55,7 @@ def _locate(ctx: StepContext, draft: Draft, frame: Frame, target: str,
     try:
         click = asks.parse_locate(reply)
     except asks.AskError as exc:
-        raise StepFailed(str(exc)) from None
+        raise TargetMissing(str(exc)) from None
     r = image.view.region
     x1, y1, x2, y2 = click.box
     box = (int(r.x + x1 * r.width), int(r.y + y1 * r.height),
@@ -83,7 +83,7 @@ def _ground(ctx: StepContext, draft: Draft, frame: Frame, *, text: str | None,
             return located.box
         if isinstance(outcome, Stale):
             if ctx.cache.mode is CacheMode.READ_ONLY:
-                raise StepFailed(f"cached target not verified on screen: {outcome.reason}; "
+                raise TargetMissing(f"cached target not verified on screen: {outcome.reason}; "
                                  "refusing to click (cache is read-only)")
             note = f"; cache entry stale ({outcome.reason}), grounded again"
     if text is not None:

@@ -8,7 +8,15 @@ from dataclasses import replace
 from deskpilot.agent.loop import run_agent
 from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.settings import Budget
-from deskpilot.agent.tasks.kit import Draft, StepContext, StepFailed, grab, keep, lap
+from deskpilot.agent.tasks.kit import (
+    Draft,
+    StatementFalse,
+    StepContext,
+    StepFailed,
+    grab,
+    keep,
+    lap,
+)
 from deskpilot.agent.tasks.results import Source
 from deskpilot.agent.tasks.spec import QuerySpec, Step
 from deskpilot.grounding.preprocess import prepare
@@ -54,7 +62,7 @@ def check(statement: str, step: Step, ctx: StepContext, draft: Draft) -> None:
     except asks.AskError as exc:
         raise StepFailed(str(exc)) from None
     if not judgement.holds:
-        raise StepFailed("the model judged that the statement does not hold")
+        raise StatementFalse("the model judged that the statement does not hold")
     draft.message = "the model judged that the statement holds"
 
 

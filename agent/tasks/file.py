@@ -222,28 +222,44 @@ def _steps(raw: list[Any], where: _Locator, problems: list[str]) -> list[Step]:
                                           "`- click: {text: Save}`"))
             continue
         ((kind, value),) = item.items()
-        step_kind = STEPS.get(kind)
-        if step_kind is None:
+        if kind not in STEPS:
             problems.append(where.at((*loc, kind), f"unknown step; known: {', '.join(STEPS)}"))
             continue
-        if step_kind.shorthand is not None and isinstance(value, str):
-            value = {step_kind.shorthand: value}  # ``click: Save`` is ``click: {text: Save}``
         try:
-            spec = TypeAdapter(step_kind.spec).validate_python(value)
-            if step_kind.check is not None:
-                step_kind.check(spec)
+            steps.append(_step(kind, value, index, where.line(loc)))
         except ValidationError as exc:
             # An unknown key usually explains the missing one next to it: report it first.
             errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
             problems.extend(where.at((*loc, kind, *e["loc"]), _reason(e, spec_of=kind))
                             for e in errors)
-            continue
         except ValueError as exc:
             problems.append(where.at((*loc, kind), str(exc)))
-            continue
-        steps.append(Step(kind, spec, where.line(loc), _label(kind, value), index,
-                          needs_model=step_kind.needs_model(spec)))
     return steps
+
+
+def build_step(kind: str, value: Any, *, position: int = 0, line: int = 0) -> Step:
+    """One step from its kind and value as a task file would hold them, checked the same way;
+    ValueError with a one-line reason when they are wrong (for callers other than a file)."""
+    if kind not in STEPS:
+        raise ValueError(f"unknown step {kind!r}; known: {', '.join(STEPS)}")
+    try:
+        return _step(kind, value, position, line)
+    except ValidationError as exc:
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        raise ValueError("; ".join(f"{_key_name((kind, *e['loc']))}: {_reason(e, spec_of=kind)}"
+                                   for e in errors)) from None
+
+
+def _step(kind: str, value: Any, position: int, line: int) -> Step:
+    """Validate one step's value against its kind (ValidationError or ValueError if wrong)."""
+    step_kind = STEPS[kind]
+    if step_kind.shorthand is not None and isinstance(value, str):
+        value = {step_kind.shorthand: value}  # ``click: Save`` is ``click: {text: Save}``
+    spec = TypeAdapter(step_kind.spec).validate_python(value)
+    if step_kind.check is not None:
+        step_kind.check(spec)
+    return Step(kind, spec, line, _label(kind, value), position,
+                needs_model=step_kind.needs_model(spec))
 
 
 def _label(kind: str, value: Any) -> str:

@@ -41,6 +41,18 @@ class StepFailed(Exception):
     """The step did not hold; the message says why (and ends the task)."""
 
 
+class TargetMissing(StepFailed):
+    """A pointer step's target could not be located (OCR, the model, or the cache)."""
+
+
+class ActionRefused(StepFailed):
+    """The validator or the safety gate stopped an action before any input was sent."""
+
+
+class StatementFalse(StepFailed):
+    """The model judged that a ``check`` statement does not hold."""
+
+
 @dataclass
 class ModelAccess:
     """The vision model, opened on first use: tasks without model steps never load it."""
@@ -135,13 +147,13 @@ def act(ctx: StepContext, draft: Draft, action: AnyAction, frame: Frame) -> None
     try:
         resolved = validate(action, view)
     except ActionError as exc:
-        raise StepFailed(f"refused before acting: {exc}") from None
+        raise ActionRefused(f"refused before acting: {exc}") from None
     if ctx.gate is not None:
         t = time.perf_counter()
         blocked = ctx.gate.check(resolved, frame)
         lap(draft, "policy", t)
         if blocked is not None:
-            raise StepFailed(describe(blocked))
+            raise ActionRefused(describe(blocked))
     t = time.perf_counter()
     execute(resolved, ctx.device, sleep=ctx.clock.sleep)
     lap(draft, "act", t)
