@@ -92,8 +92,8 @@ def _point_pyautogui_at(display: str) -> None:
     from Xlib.display import Display
 
     current = x11._display
-    if current.get_display_name() == display:
-        return
+    # Always a fresh connection: a display number is reused once its server has stopped, so
+    # the same name may now be another server.
     x11._display = Display(display)
     with contextlib.suppress(Exception):  # the old display may be gone already
         current.close()

@@ -318,6 +318,11 @@ class Policy:
                                                    "the action was decided")
         return None
 
+    def supply(self, text: str) -> None:
+        """Count ``text`` as supplied by the task from now on (a caller typing it itself)."""
+        if text:
+            self._task_text += (text,)
+
     def supplied_by_task(self, part: str) -> bool:
         """Whether ``part`` occurs in the text the task itself supplies (see the class notes)."""
         return any(part in text for text in self._task_text)

@@ -17,6 +17,15 @@ __version__ = "0.1.0"
 # Each public name and the module that defines it; the block below says the same to type
 # checkers, and a test keeps the two in step.
 _EXPORTS = {
+    "Desktop": "deskpilot.agent.api.desktop",
+    "write_report": "deskpilot.agent.api.desktop",
+    "DesktopError": "deskpilot.agent.api.errors",
+    "SetupFailed": "deskpilot.agent.api.errors",
+    "StepError": "deskpilot.agent.api.errors",
+    "TargetNotFound": "deskpilot.agent.api.errors",
+    "ActionDenied": "deskpilot.agent.api.errors",
+    "ExpectationFailed": "deskpilot.agent.api.errors",
+    "ModelStepFailed": "deskpilot.agent.api.errors",
     "run_agent": "deskpilot.agent.loop",
     "Budget": "deskpilot.agent.settings",
     "ModelSettings": "deskpilot.agent.settings",
@@ -29,6 +38,15 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
+    from deskpilot.agent.api.desktop import Desktop as Desktop
+    from deskpilot.agent.api.desktop import write_report as write_report
+    from deskpilot.agent.api.errors import ActionDenied as ActionDenied
+    from deskpilot.agent.api.errors import DesktopError as DesktopError
+    from deskpilot.agent.api.errors import ExpectationFailed as ExpectationFailed
+    from deskpilot.agent.api.errors import ModelStepFailed as ModelStepFailed
+    from deskpilot.agent.api.errors import SetupFailed as SetupFailed
+    from deskpilot.agent.api.errors import StepError as StepError
+    from deskpilot.agent.api.errors import TargetNotFound as TargetNotFound
     from deskpilot.agent.loop import run_agent as run_agent
     from deskpilot.agent.records import RunResult as RunResult
     from deskpilot.agent.records import Status as Status

@@ -3,7 +3,8 @@
 Layers, lowest first: grounding, actions, models, agent, tui. A package may import from its own
 layer and the ones below it; the only import upwards is the command line starting the interface
 (agent/cli -> tui). Inside agent/, the rooms are ordered the same way: the core run (modules
-directly in agent/), tasks/, reports/, cli/, bench/. Imports inside functions count too: a lazy
+directly in agent/), tasks/, reports/, api/ (the Python API), testing/ (the pytest
+plugin), cli/, bench/. Imports inside functions count too: a lazy
 import still ties two packages together.
 """
 
@@ -19,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"grounding": "grounding", "actions": "actions", "models": "models", "agent": "agent",
            "tui": "tui"}
 LAYERS = ["grounding", "actions", "models", "agent", "tui"]
-ROOMS = ["agent", "agent.tasks", "agent.reports", "agent.cli", "agent.bench"]
+ROOMS = ["agent", "agent.tasks", "agent.reports", "agent.api", "agent.testing", "agent.cli",
+         "agent.bench"]
 ALLOWED_UPWARDS = {("agent.cli", "tui")}  # the command line opens the supervision interface
 
 

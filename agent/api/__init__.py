@@ -1,0 +1,1 @@
+"""deskpilot from Python: the Desktop API and its typed errors."""
