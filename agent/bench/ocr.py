@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deskpilot.agent.cli.argtypes import size
+from deskpilot.agent.argtypes import size
 from deskpilot.grounding.capture import MssScreen
 from deskpilot.grounding.ocr import PixelBox, RapidOcrReader, TextReader
 from deskpilot.grounding.textmatch import TextLookupError, find_text

@@ -41,7 +41,7 @@ from deskpilot.actions.parse import parse_action
 from deskpilot.actions.schema import action_grammar, describe_actions, max_answer_chars
 from deskpilot.actions.types import summarize
 from deskpilot.actions.validate import validate
-from deskpilot.agent.cli.argtypes import size
+from deskpilot.agent.argtypes import size
 from deskpilot.agent.clock import SystemClock
 from deskpilot.agent.loop import HISTORY_STEPS
 from deskpilot.agent.records import Outcome, StepRecord, Timings

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deskpilot.actions.categories import ALLOW_NAMES
-from deskpilot.agent.cli import argtypes
+from deskpilot.agent import argtypes
 from deskpilot.agent.cli.errors import EXIT_OK, EXIT_USAGE, UserError, exit_for_interrupt
 from deskpilot.agent.cli.options import (
     DEFAULT_MODEL_TIMEOUT_S,
