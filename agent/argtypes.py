@@ -55,3 +55,14 @@ def size(text: str) -> tuple[int, int]:
     if not (320 <= width <= 7680 and 240 <= height <= 4320):
         raise argparse.ArgumentTypeError(f"{text} is outside 320x240 .. 7680x4320")
     return width, height
+
+
+def shard(text: str) -> tuple[int, int]:
+    """``K/N`` → ``(K, N)``: the K-th of N shards, 1 <= K <= N."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N (e.g. 2/4), got {text!r}") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"{text}: need 1 <= K <= N")
+    return k, n

@@ -237,6 +237,10 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                             "JUnit/summary/report for all; each task's output goes to a log "
                             "file. Model steps need a shared server (--backend openai "
                             "--base-url URL, docs/scaling.md), or --replay. Default 1")
+    files.add_argument("--shard", type=argtypes.shard, default=None, metavar="K/N",
+                       help="run only the K-th of N shards of the task files: files sorted by "
+                            "path and cut into N even groups, so N CI machines given 1/N .. "
+                            "N/N run each file exactly once (docs/python.md, \"CI\")")
     # Internal: how a --concurrency run starts each of its tasks in a child process.
     files.add_argument("--lane", type=int, default=None, help=argparse.SUPPRESS)
     files.add_argument("--result-json", type=Path, default=None, help=argparse.SUPPRESS)
@@ -313,8 +317,9 @@ def _run(options: RunOptions) -> int:
         raise UserError(f"got {len(options.tasks)} arguments; put a task in words in quotes: "
                         f'deskpilot run "{" ".join(options.tasks)}"')
     files = options.files
-    if files.headless or files.xvfb or files.concurrency > 1:
-        raise UserError("--headless, --xvfb and --concurrency run task files (FILE.yaml); a "
+    if files.headless or files.xvfb or files.concurrency > 1 or files.shard is not None:
+        raise UserError("--headless, --xvfb, --concurrency and --shard run task files "
+                        "(FILE.yaml); a "
                         "task in words runs on the current display")
     from deskpilot.agent.cli.words import run_words_command
 

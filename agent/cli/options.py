@@ -51,6 +51,7 @@ class TaskFileRun:
     cache_dir: Path | None = None
     update_baselines: bool = False
     concurrency: int = 1
+    shard: tuple[int, int] | None = None  # (K, N): only the K-th of N shards of the files
     lane: int | None = None  # set in the child that runs one file of a --concurrency run
 
 
@@ -100,7 +101,7 @@ def run_options(args: argparse.Namespace, argv: Sequence[str]) -> RunOptions:
         files=TaskFileRun(headless=args.headless, xvfb=args.xvfb, screen_size=args.screen_size,
                           cache=CacheMode(args.cache), cache_dir=args.cache_dir,
                           update_baselines=args.update_baselines,
-                          concurrency=args.concurrency, lane=args.lane),
+                          concurrency=args.concurrency, shard=args.shard, lane=args.lane),
         outputs=Outputs(junit=args.junit, summary=args.summary, report=args.report,
                         lane_result=args.result_json),
         monitor=args.monitor, runs_dir=args.runs_dir, dry_run=args.dry_run,

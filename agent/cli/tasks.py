@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from deskpilot.agent.cli.console import (
@@ -13,7 +14,7 @@ from deskpilot.agent.cli.console import (
     print_task,
     print_task_result,
 )
-from deskpilot.agent.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
+from deskpilot.agent.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UserError
 from deskpilot.agent.cli.options import RunOptions, as_lane, model_opener
 from deskpilot.agent.tasks.file import TaskFileError, load_tasks
 from deskpilot.agent.tasks.spec import Task
@@ -34,6 +35,12 @@ def run_task_files(options: RunOptions) -> int:
     if bad:
         raise UserError(f"{bad[0]!r} is not a task file (.yaml/.yml); a task in words is one "
                         "quoted argument")
+    if options.files.shard is not None:  # first, so a --concurrency child counts lanes alike
+        options = _sharded(options)
+        if not options.tasks:
+            k, n = options.files.shard
+            print(f"shard {k}/{n} has no task files; nothing to run")
+            return EXIT_OK
     lane = options.files.lane is not None  # one task of a --concurrency run, in a child process
     if lane:
         from deskpilot.agent.cli.lanes import stop_when_orphaned
@@ -61,6 +68,16 @@ def run_task_files(options: RunOptions) -> int:
         raise UserError("no display: DISPLAY is not set (add --headless to run on a private "
                         "Xvfb display)")
     return _run(tasks, options, new_display=bool(new_display))
+
+
+def _sharded(options: RunOptions) -> RunOptions:
+    from deskpilot.agent.tasks.shard import in_shard
+
+    shard = options.files.shard
+    assert shard is not None
+    mine = in_shard(options.tasks, shard, os.path.normpath)
+    log.info("shard %d/%d: %d of %d task files", *shard, len(mine), len(options.tasks))
+    return replace(options, tasks=tuple(mine))
 
 
 def _run(tasks: list[Task], options: RunOptions, *, new_display: bool) -> int:
