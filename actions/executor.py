@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import sys
 import time
 import warnings
@@ -104,7 +105,8 @@ class PyAutoGuiDevice:
 
     pyautogui is imported here rather than at module import because on X11 it opens the display
     as a side effect of being imported. ``display`` names the X display to act on when it may
-    not be the one pyautogui first opened (X11 only; elsewhere there is one desktop).
+    not be the one pyautogui first opened (default ``$DISPLAY``; X11 only, elsewhere there is
+    one desktop).
     """
 
     def __init__(self, display: str | None = None) -> None:
@@ -115,7 +117,8 @@ class PyAutoGuiDevice:
             import pyautogui
 
         self._gui: Any = pyautogui
-        if display is not None and sys.platform.startswith("linux"):
+        display = display or os.environ.get("DISPLAY")
+        if display and sys.platform.startswith("linux"):
             _point_pyautogui_at(display)
         pyautogui.PAUSE = 0  # our own code decides when to wait
         # The fail-safe stays on: the person can abort by slamming the pointer into a corner.

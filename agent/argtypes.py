@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from deskpilot.grounding.preprocess import DEFAULT_MAX_PATCHES, DEFAULT_MIN_PATCHES
-
 
 def positive_int(text: str) -> int:
     """An integer of at least 1."""
@@ -29,6 +27,9 @@ def region(text: str) -> tuple[int, int, int, int]:
 
 def patch_budget(text: str) -> int:
     """An image budget in patches, inside the model's own limits."""
+    # Imported here: the pytest plugin loads this module in every pytest session.
+    from deskpilot.grounding.preprocess import DEFAULT_MAX_PATCHES, DEFAULT_MIN_PATCHES
+
     # Outside the model's range llama.cpp resizes the image again and pads it with black
     # bars, which would shift every box the model answers.
     value = int(text)

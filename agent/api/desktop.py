@@ -330,13 +330,15 @@ class Desktop:
     def _attempt(self, kind: str, value: Any) -> tuple[ScriptStep, Any]:
         run = self._require()
         line = _caller_line(self.source)
+        where = f"{self.source.name}:{line}: " if line else ""
         try:
             step = build_step(kind, value, position=len(run.steps), line=line)
         except ValueError as exc:
-            raise ValueError(f"{self.source.name}:{line}: {exc}") from None
+            raise ValueError(f"{where}{exc}") from None
         known = set(run.ctx.values) | set(BUILTIN_VARIABLES)
         if missing := sorted(set(references(step.spec)) - known):
-            raise ValueError(f"{self.source.name}:{line}: unknown variable ${{{missing[0]}}}")
+            raise ValueError(f"{where}unknown variable ${{{missing[0]}}} (defined: "
+                             f"{', '.join(sorted(known))})")
         try:
             return run.step(step)
         except RuntimeFailure as exc:

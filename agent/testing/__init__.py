@@ -1,0 +1,1 @@
+"""deskpilot inside pytest: the plugin that collects task files and gives the desktop fixture."""
