@@ -35,11 +35,10 @@ def run_task_files(options: RunOptions) -> int:
     if bad:
         raise UserError(f"{bad[0]!r} is not a task file (.yaml/.yml); a task in words is one "
                         "quoted argument")
-    if options.files.shard is not None:  # first, so a --concurrency child counts lanes alike
-        options = _sharded(options)
+    if (shard := options.files.shard) is not None:  # first: a --concurrency child counts alike
+        options = _sharded(options, shard)
         if not options.tasks:
-            k, n = options.files.shard
-            print(f"shard {k}/{n} has no task files; nothing to run")
+            print(f"shard {shard[0]}/{shard[1]} has no task files; nothing to run")
             return EXIT_OK
     lane = options.files.lane is not None  # one task of a --concurrency run, in a child process
     if lane:
@@ -70,11 +69,9 @@ def run_task_files(options: RunOptions) -> int:
     return _run(tasks, options, new_display=bool(new_display))
 
 
-def _sharded(options: RunOptions) -> RunOptions:
+def _sharded(options: RunOptions, shard: tuple[int, int]) -> RunOptions:
     from deskpilot.agent.tasks.shard import in_shard
 
-    shard = options.files.shard
-    assert shard is not None
     mine = in_shard(options.tasks, shard, os.path.normpath)
     log.info("shard %d/%d: %d of %d task files", *shard, len(mine), len(options.tasks))
     return replace(options, tasks=tuple(mine))

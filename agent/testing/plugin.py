@@ -234,9 +234,9 @@ class _Settings:
 
         if self.model is None and self.base_url is None:
             return None
-        backend = "openai" if self.base_url else "llamacpp"
         try:
-            return ModelChoice(model=self.model, backend=backend, base_url=self.base_url).checked()
+            return ModelChoice(model=self.model, backend="openai" if self.base_url else "llamacpp",
+                               base_url=self.base_url).checked()
         except ValueError as exc:
             raise pytest.UsageError(f"--deskpilot-model: {exc}") from None
 
