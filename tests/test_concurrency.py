@@ -309,7 +309,7 @@ def test_a_bad_file_among_them_exits_2_before_anything_runs(
 
 def test_concurrency_is_for_task_files(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "open the calculator", "--concurrency", "2"]) == 2
-    assert "--concurrency run task files" in capsys.readouterr().err
+    assert "--concurrency and --shard run task files" in capsys.readouterr().err
 
 
 def test_in_process_model_steps_at_once_are_refused_with_a_pointer_to_a_server(

@@ -148,3 +148,27 @@ def test_the_takeover_child_starts_beside_decoys(installed: tuple[Path, Path], d
     done = _run([env_dir / "bin" / "python", "-P", "-c", script], decoys, timeout=60,
                 env={**os.environ, "DISPLAY": display})
     assert done.returncode == 0 and done.stdout.strip() == "listening", done.stderr[-2000:]
+
+
+def test_a_user_runs_a_fixture_test_and_task_files_with_pytest_xdist(
+        installed: tuple[Path, Path], decoys: Path) -> None:
+    """The issue's promise: pip install deskpilot, write a ten-line pytest test with the
+    desktop fixture, and run it and a folder of task files headless with pytest -n 2."""
+    env_dir, _ = installed
+    done = _run([env_dir / "bin" / "python", "-m", "pip", "install", "--quiet", "pytest",
+                 "pytest-xdist"], decoys, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (decoys / "test_calc.py").write_text(
+        "def test_four_plus_five(desktop):\n"
+        "    desktop.launch('xcalc', wait_for_window='Calculator')\n"
+        "    for key in ('4', '+', '5', '='):\n"
+        "        desktop.click(key)\n"
+        "    desktop.expect('9', region=(0, 0, 1280, 60))\n")
+    shutil.copy2(ROOT / "examples" / "pytest" / "calc-add.desk.yaml", decoys / "add.desk.yaml")
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    done = _run([env_dir / "bin" / "python", "-m", "pytest", "-q", "-n", "2", "-p",
+                 "no:cacheprovider", "--deskpilot-report", "report", "--deskpilot-runs-dir",
+                 "runs"], decoys, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "2 passed" in done.stdout
+    assert (decoys / "report" / "index.html").is_file()

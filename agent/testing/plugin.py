@@ -19,9 +19,9 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from deskpilot.agent.api.desktop import Desktop
     from deskpilot.agent.tasks.results import TaskResult
     from deskpilot.agent.tasks.spec import Task
+    from deskpilot.models.choice import Constraint
 
 DEFAULT_PATTERNS = ("*.desk.yaml", "tests/**/deskpilot/*.yaml")
 RESULTS_KEY = "deskpilot_results"  # what an xdist worker hands the controller
@@ -48,6 +49,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--deskpilot-base-url", metavar="URL",
                     help="an OpenAI-compatible server (llama-server, vLLM) to ask instead of "
                          "loading the model in each worker")
+    group.addoption("--deskpilot-constraint", type=_constraint, metavar="HOW",
+                    help="how a server holds answers to the format: grammar (llama-server, "
+                         "the default), json_schema (vLLM) or none")
     group.addoption("--deskpilot-cache", type=_cache_mode, default="read-write", metavar="MODE",
                     help="grounding cache: read-write (default), read-only (for CI: a stale "
                          "entry fails the step) or off")
@@ -75,6 +79,14 @@ def _cache_mode(text: str) -> str:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r}: one of {', '.join(m.value for m in CacheMode)}") from None
+
+
+def _constraint(text: str) -> str:
+    from deskpilot.models.choice import CONSTRAINTS
+
+    if text not in CONSTRAINTS:
+        raise argparse.ArgumentTypeError(f"{text!r}: one of {', '.join(CONSTRAINTS)}")
+    return text
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -217,6 +229,7 @@ class _Settings:
 
     model: str | None
     base_url: str | None
+    constraint: str | None
     cache: str
     cache_dir: Path | None
     size: tuple[int, int]
@@ -225,6 +238,7 @@ class _Settings:
     @classmethod
     def of(cls, config: pytest.Config) -> _Settings:
         return cls(config.getoption("deskpilot_model"), config.getoption("deskpilot_base_url"),
+                   config.getoption("deskpilot_constraint"),
                    config.getoption("deskpilot_cache"), config.getoption("deskpilot_cache_dir"),
                    config.getoption("deskpilot_screen_size"),
                    config.getoption("deskpilot_runs_dir"))
@@ -235,8 +249,11 @@ class _Settings:
         if self.model is None and self.base_url is None:
             return None
         try:
-            return ModelChoice(model=self.model, backend="openai" if self.base_url else "llamacpp",
-                               base_url=self.base_url).checked()
+            choice = ModelChoice(model=self.model, base_url=self.base_url,
+                                 backend="openai" if self.base_url else "llamacpp")
+            if self.constraint is not None:
+                choice = replace(choice, constraint=cast("Constraint", self.constraint))
+            return choice.checked()
         except ValueError as exc:
             raise pytest.UsageError(f"--deskpilot-model: {exc}") from None
 
