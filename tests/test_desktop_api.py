@@ -99,21 +99,27 @@ def test_xedit_types_a_secret_that_no_record_shows(tmp_path: Path) -> None:
 
 def test_scripted_model_answers_query_check_and_a_described_target(tmp_path: Path) -> None:
     runtime = ScriptedRuntime([
+        '{"action": "click", "box": [0.05, 0.005, 0.1, 0.02]}',  # on xcalc's display: harmless
         '{"value": "0"}',
         Reply(answer="yes", reasoning="A calculator is shown."),
         Reply(answer="no", reasoning="Nothing is green."),
         "not an answer at all",
+        '{"action": "done", "answer": "the display shows 0"}',
     ])
     with _desktop(tmp_path, model=runtime, cache="off") as d:
         d.launch("xcalc", wait_for_window="Calculator")
+        located = d.click(target="the calculator's display")
         assert d.query("the number on the display") == "0"
         assert d.check("a calculator is on the screen") is True
         assert d.check("the screen is green") is False
         with pytest.raises(ModelStepFailed):
             d.check("this answer cannot be parsed")
+        done = d.do("read the display and say what it shows")
     kinds = [s.kind for s in d.result.steps] if d.result else []
-    assert kinds == ["query", "check", "check", "check"]
-    assert len(runtime.requests) == 4 and all("<image>" in r.prompt for r in runtime.requests)
+    assert kinds == ["click", "query", "check", "check", "check", "do"]
+    assert located.source is Source.MODEL and located.box == (64, 4, 128, 16), located
+    assert len(runtime.requests) == 6 and all("<image>" in r.prompt for r in runtime.requests)
+    assert done.passed and len(done.agent_steps) == 1 and "done" in done.message
 
 
 def test_the_tiny_model_runs_a_check_on_the_real_llama_cpp_path(tmp_path: Path) -> None:

@@ -181,6 +181,7 @@ class TaskRun:
         """Run one step and keep its record; the failure, if any, comes back beside it."""
         result, failure = run_step(step, len(self.steps) + 1, self.ctx)
         self.steps.append(result)
+        self._write_steps()  # kept as it goes: a killed run still leaves its steps behind
         if on_step is not None:
             on_step(result)
         return result, failure
@@ -188,12 +189,15 @@ class TaskRun:
     def finish(self, status: TaskStatus, message: str) -> TaskResult:
         """Write the steps and the task's result into its run directory."""
         message = redact(message, self.task.secrets)
-        self.record.write_lines("steps.jsonl", [json.dumps(s.to_json(), ensure_ascii=False)
-                                                for s in self.steps])
+        self._write_steps()
         result = TaskResult(self.task.name, self.task.path, status, message, tuple(self.steps),
                             self.services.clock.now() - self.start, self.record.path)
         self.record.finish_task(result.to_json())
         return result
+
+    def _write_steps(self) -> None:
+        self.record.write_lines("steps.jsonl", [json.dumps(s.to_json(), ensure_ascii=False)
+                                                for s in self.steps])
 
     def close(self) -> None:
         """Stop the launched programs, release held keys and buttons, drop the work folder."""
