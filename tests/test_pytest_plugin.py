@@ -53,6 +53,12 @@ def test_xcalc_with_the_fixture(desktop):
     for key in ("4", "+", "5", "="):
         desktop.click(key)
     desktop.expect("9", region=(0, 0, 1280, 60))
+
+
+def test_an_assertion_of_the_test_fails_its_desktop(desktop):
+    assert desktop.steps == (), "failed on purpose"
+    desktop.launch("xcalc", wait_for_window="Calculator")
+    assert desktop.click("9").passed is False, "failed on purpose"
 """
 
 
@@ -97,8 +103,9 @@ def test_xdist_workers_share_one_merged_report(pytester: pytest.Pytester) -> Non
     pytester.makefile(".desk.yaml", passing=PASSING, failing=FAILING)
     pytester.makepyfile(test_fixture=FIXTURE_TEST)
     result = _run(pytester, "-n", "2", "--deskpilot-report=report")
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=2, failed=2)
     html = (pytester.path / "report" / "index.html").read_text()
+    assert "the test failed: " in html  # the assertion made its desktop's task fail
     for name in ("nine is pressed", "the display never shows 99",
                  "test_xcalc_with_the_fixture"):
         assert name in html

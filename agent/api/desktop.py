@@ -103,6 +103,7 @@ class Desktop:
         self._services: Services | None = None
         self._started = ""
         self._error = ""
+        self._failure = ""
         self.result: TaskResult | None = None
         """What the desktop did, once it is closed (also handed to :func:`write_report`)."""
 
@@ -128,7 +129,9 @@ class Desktop:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if exc is not None and not isinstance(exc, StepError | AssertionError):
+        if isinstance(exc, AssertionError):
+            self.fail(f"AssertionError: {exc}")
+        elif exc is not None and not isinstance(exc, StepError):
             self._error = f"{type(exc).__name__}: {exc}"
         self.close()
 
@@ -168,6 +171,8 @@ class Desktop:
             status = TaskStatus.FAILED
             message = f"step {failed.index} ({failed.label}, line {failed.file_line}): " \
                       f"{failed.message}"
+        elif self._failure:
+            status, message = TaskStatus.FAILED, self._failure
         else:
             status, message = TaskStatus.PASSED, f"{len(run.steps)} steps passed"
         try:
@@ -176,6 +181,11 @@ class Desktop:
             _ACTIVE.remove(self)
             self._stack.close()
         return self.result
+
+    def fail(self, reason: str) -> None:
+        """Record that the desktop's task failed for a reason of the caller's (an assertion of
+        the test using it, say), so its result and the report say so."""
+        self._failure = reason
 
     @property
     def display(self) -> str:

@@ -37,6 +37,7 @@ DEFAULT_PATTERNS = ("*.desk.yaml", "tests/**/deskpilot/*.yaml")
 RESULTS_KEY = "deskpilot_results"  # what an xdist worker hands the controller
 _results_key = pytest.StashKey[list[dict[str, Any]]]()
 _report_key = pytest.StashKey[tuple[Path, int]]()
+_call_key = pytest.StashKey[pytest.TestReport]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -215,9 +216,23 @@ def desktop(request: pytest.FixtureRequest) -> Iterator[Desktop]:
                  name=request.node.name, source=request.node.path, cache=place.cache,
                  cache_dir=place.cache_dir, runs_dir=place.runs_root) as d:
         yield d
+        call = request.node.stash.get(_call_key, None)
+        if call is not None and call.failed:  # the test's own assertion, say: the report says so
+            lines = call.longreprtext.strip().splitlines()
+            d.fail(f"the test failed: {lines[-1] if lines else 'see its output'}")
     if d.result is not None:
         _keep(request.config, d.result)
         _attach(request.node, d.result)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[Any]:
+    """Keep the call phase's report on the item, for the fixture's teardown to read."""
+    report = yield
+    if report.when == "call":
+        item.stash[_call_key] = report
+    return report
 
 
 # --- results, shards and the session's report ---------------------------------------------
