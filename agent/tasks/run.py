@@ -20,7 +20,7 @@ from deskpilot.actions.approval import Approver, DenyAll
 from deskpilot.actions.executor import InputDevice, release_all
 from deskpilot.actions.gate import Gate
 from deskpilot.actions.policy import Policy, Scope
-from deskpilot.actions.text import redact
+from deskpilot.actions.redaction import Redaction
 from deskpilot.agent.clock import Clock
 from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.tasks.cache import CacheMode, GroundingCache
@@ -109,13 +109,14 @@ def run_task(task: Task, services: Services, *,
     clock = services.clock
     start = clock.now()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    record = RunDir(services.runs_root, name=f"{stamp}-{slug(task.name)}")
+    redaction = Redaction(task.secrets, services.reader)
+    record = RunDir(services.runs_root, name=f"{stamp}-{slug(task.name)}", redaction=redaction)
     record.write_header({"task": task.name, "file": str(task.path), "display": services.display,
                          "steps": [s.label for s in task.steps], "allow": sorted(task.allow)})
     steps: list[ScriptStep] = []
 
     def finish(status: TaskStatus, message: str) -> TaskResult:
-        message = redact(message, task.secrets)
+        message = redaction.text(message)
         record.write_lines("steps.jsonl", [json.dumps(s.to_json(), ensure_ascii=False)
                                            for s in steps])
         result = TaskResult(task.name, task.path, status, message, tuple(steps),
@@ -178,7 +179,7 @@ def _gate(task: Task, services: Services, record: RunDir, values: dict[str, str]
                         task_text=supplied)
     except ValueError as exc:
         raise SetupError(f"scope: {exc}") from None
-    return Gate(policy, services.approver, record, secrets=task.secrets)
+    return Gate(policy, services.approver, record, secrets=record.redaction)
 
 
 def _run_steps(ctx: StepContext, steps: list[ScriptStep],
