@@ -66,6 +66,7 @@ class Gate:
             moved = self.policy.check_focus(focus)
             if moved is not None:
                 return self._incident(moved, summary, "refused")
+        self.policy.note_sent(resolved, focus)
         return None
 
     def _incident(self, concern: Concern, summary: str, verdict: str) -> Concern:
