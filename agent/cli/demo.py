@@ -25,7 +25,7 @@ from deskpilot.agent.records import RunResult, StepRecord
 from deskpilot.agent.rundir import RunDir, RunDirError, default_runs_root
 from deskpilot.agent.settings import Budget
 from deskpilot.grounding.capture import MssScreen
-from deskpilot.grounding.xvfb import DisplayError, launched, xvfb
+from deskpilot.grounding.xvfb import DisplayError, display_env, launched, xvfb
 from deskpilot.models.scripted import ScriptedRuntime
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def lcd_pixels(rgb: np.ndarray, window_at: tuple[int, int]) -> np.ndarray:
 
 def reference_lcd(display: str, digits: str) -> np.ndarray:
     """Enter ``digits`` on a fresh xcalc by clicking (xdotool) and return its display pixels."""
-    env = {"DISPLAY": display}
+    env = display_env(display)
     with launched(xcalc_argv("deskpilot-reference", REFERENCE_AT), display,
                   window="deskpilot-reference"):
         for digit in digits:

@@ -26,13 +26,13 @@ from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.tasks.cache import CacheMode, GroundingCache
 from deskpilot.agent.tasks.kit import ModelAccess, StepContext
 from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult, TaskStatus
-from deskpilot.agent.tasks.spec import Task, WaitForWindow, substitute
+from deskpilot.agent.tasks.spec import LaunchSpec, Task, WaitForWindow, substitute
 from deskpilot.agent.tasks.steps import run_step
 from deskpilot.grounding.capture import CaptureError, Screen
 from deskpilot.grounding.ocr import OcrError, TextReader
 from deskpilot.grounding.textmatch import TextLookupError, find_text
 from deskpilot.grounding.windows import WindowProbe
-from deskpilot.grounding.xvfb import DisplayError, stop_process, wait_for_window
+from deskpilot.grounding.xvfb import DisplayError, display_env, stop_process, wait_for_window
 from deskpilot.models.runtime import RuntimeFailure
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,7 @@ def run_task(task: Task, services: Services, *,
             try:
                 ctx.gate = _gate(task, services, record, values)
                 for launch in task.setup.launch:
-                    stack.enter_context(_launched(substitute(launch.command, values),
-                                                  services, record, ctx, launch.wait_for))
+                    stack.enter_context(_launched(launch, services, record, ctx))
                 if task.setup.wait_for is not None:
                     _wait_setup(task.setup.wait_for, services, ctx)
             except SetupError as exc:
@@ -201,16 +200,26 @@ def _run_steps(ctx: StepContext, steps: list[ScriptStep],
 
 
 @contextmanager
-def _launched(command: str, services: Services, record: RunDir, ctx: StepContext,
-              wait: WaitForWindow | None) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a setup program (no shell), wait for it when asked, and stop it afterwards."""
+def _launched(launch: LaunchSpec, services: Services, record: RunDir,
+              ctx: StepContext) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a setup program (no shell), wait for it when asked, and stop it afterwards.
+
+    A secret value in the arguments is refused (every local user can read them); the
+    launch's ``env`` carries it to the program instead.
+    """
+    command = substitute(launch.command, ctx.values)
+    env = {name: substitute(value, ctx.values) for name, value in launch.env.items()}
+    wait = launch.wait_for
+    if any(secret in command for secret in record.redaction.secrets):
+        raise SetupError("a secret value is in a launch command, where every local user can "
+                         "read it (ps); pass it with the launch's env: instead")
     argv = shlex.split(command)
     if shutil.which(argv[0]) is None:
         raise SetupError(f"{argv[0]} is not installed or not on PATH")
     log_path = record.path / f"launch-{slug(Path(argv[0]).name)}.log"
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        proc = subprocess.Popen(argv, env={**os.environ, "DISPLAY": services.display},
+        proc = subprocess.Popen(argv, env={**display_env(services.display), **env},
                                 stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
                                 start_new_session=True)
     except OSError as exc:
