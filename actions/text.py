@@ -167,15 +167,17 @@ def contains_secret(text: str, secrets: Sequence[str]) -> bool:
 # C0 and C1 controls (newline and tab kept), DEL, and the bidirectional overrides that reorder
 # what a terminal shows. ESC is one of them: an escape sequence loses its power when its ESC is
 # shown as the four characters ``\x1b``.
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e"
-                       "\u2066-\u2069]")
+_CONTROLS = r"\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[{_CONTROLS}]")
+_CONTROL_OR_BREAK = re.compile(rf"[{_CONTROLS}\t\n]")
 
 
-def printable(text: str) -> str:
+def printable(text: str, *, one_line: bool = False) -> str:
     """``text`` safe to print to a terminal or show in the interface: every control character
-    but newline and tab is written out as an escape (ESC becomes ``\\x1b``), so a model answer
-    or a task name cannot move the cursor, recolour, retitle or rewrite the screen."""
-    return _CONTROLS.sub(_visible, text)
+    but newline and tab (with ``one_line``, those too) is written out as an escape (ESC becomes
+    ``\\x1b``), so a model answer or a task name cannot move the cursor, recolour, retitle or
+    rewrite the screen, nor fake a line of its own."""
+    return (_CONTROL_OR_BREAK if one_line else _CONTROL).sub(_visible, text)
 
 
 def _visible(match: re.Match[str]) -> str:

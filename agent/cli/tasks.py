@@ -12,6 +12,7 @@ from deskpilot.agent.cli.console import (
     print_suite,
     print_task,
     print_task_result,
+    say,
 )
 from deskpilot.agent.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
 from deskpilot.agent.cli.options import RunOptions, as_lane, model_opener
@@ -44,8 +45,8 @@ def run_task_files(options: RunOptions) -> int:
         tasks = load_tasks(Path(a) for a in options.tasks)
     except TaskFileError as exc:
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        print(f"deskpilot: {len(exc.problems)} problem(s) in the task files; nothing was run",
+            say(problem, file=sys.stderr)
+        say(f"deskpilot: {len(exc.problems)} problem(s) in the task files; nothing was run",
               file=sys.stderr)
         return EXIT_USAGE
     for path in (options.outputs.junit, options.outputs.summary):
@@ -86,7 +87,7 @@ def _run(tasks: list[Task], options: RunOptions, *, new_display: bool) -> int:
             except (CaptureError, ValueError) as exc:
                 raise UserError(str(exc)) from None
             where = "a private Xvfb" if started else "this display"
-            print(f"{len(tasks)} task file(s) on {where} {display} "
+            say(f"{len(tasks)} task file(s) on {where} {display} "
                   f"({geometry.pixel_width}x{geometry.pixel_height}); cache {files.cache}",
                   flush=True)
             windows = open_window_probe(display)
@@ -109,7 +110,7 @@ def _run(tasks: list[Task], options: RunOptions, *, new_display: bool) -> int:
         raise UserError(str(exc)) from None
     code = print_suite(suite, options.outputs)
     if suite.interrupted:
-        print("interrupted: the remaining tasks were not run", file=sys.stderr)
+        say("interrupted: the remaining tasks were not run", file=sys.stderr)
         return EXIT_INTERRUPTED
     return code
 
