@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 
 ELLIPSIS = "…"
 SECRET = "[secret]"  # what a secret value becomes in anything written or shown
-MIN_NEAR = 4         # secrets at least this long are also hidden when copied a little wrong
+MIN_NEAR = 6         # secrets at least this long are also hidden when copied a little wrong
 MIN_PREFIX = 4       # the shortest start of a secret hidden before a cut's ellipsis
 
 

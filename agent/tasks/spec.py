@@ -139,7 +139,8 @@ class LaunchSpec(SpecModel):
 
     command: Text
     wait_for: WaitForWindow | None = None
-    env: dict[Annotated[str, Field(pattern=ENV_NAME.pattern)], Text] = Field(default_factory=dict)
+    env: dict[Annotated[str, Field(pattern=ENV_NAME.pattern)],
+              Annotated[str, Field(max_length=MAX_TYPE_CHARS)]] = Field(default_factory=dict)
 
     @field_validator("command")
     @classmethod
