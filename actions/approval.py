@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from deskpilot.actions.policy import Concern
+from deskpilot.actions.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +99,10 @@ class TerminalApprover:
         return data.split(b"\n", 1)[0].decode("utf-8", "replace")
 
 
-def _printable(text: str) -> str:
-    # Screen text and model words reach this prompt: no escape sequence may reach the terminal.
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
-
-
 def _prompt(concern: Concern, summary: str) -> str:
-    return (f"\ndeskpilot wants to: {_printable(summary)}\n"
-            f"  {concern.category.value}: {_printable(concern.reason)}\n"
+    # Screen text and model words reach this prompt: no escape sequence may reach the terminal.
+    return (f"\ndeskpilot wants to: {printable(summary, one_line=True)}\n"
+            f"  {concern.category.value}: {printable(concern.reason, one_line=True)}\n"
             "Allow this once? [y/N] ")
 
 

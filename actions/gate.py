@@ -16,8 +16,8 @@ from deskpilot.actions.approval import Approver
 from deskpilot.actions.categories import REFUSAL_CATEGORIES
 from deskpilot.actions.parse import ActionError
 from deskpilot.actions.policy import Concern, Policy
+from deskpilot.actions.redaction import NO_SECRETS, Redaction
 from deskpilot.actions.resolved import Resolved
-from deskpilot.actions.text import redact
 from deskpilot.actions.types import AnyAction, Hold, Key, Type, summarize
 from deskpilot.grounding.capture import Frame
 
@@ -48,11 +48,11 @@ class Gate:
     policy: Policy
     approver: Approver
     record: IncidentLog | None = None  # None: incidents are only logged
-    secrets: tuple[str, ...] = ()  # values never written to an incident
+    secrets: Redaction = NO_SECRETS  # values never written to an incident
 
     def check(self, resolved: Resolved, frame: Frame | None) -> Concern | None:
         """None when the action may run now; otherwise the concern that stopped it."""
-        summary = redact(summarize(resolved.action), self.secrets)
+        summary = self.secrets.text(summarize(resolved.action))
         review = self.policy.review(resolved, frame)
         if review.refusals:
             return self._incident(review.refusals[0], summary, "refused")
@@ -66,6 +66,7 @@ class Gate:
             moved = self.policy.check_focus(focus)
             if moved is not None:
                 return self._incident(moved, summary, "refused")
+        self.policy.note_sent(resolved, focus)
         return None
 
     def _incident(self, concern: Concern, summary: str, verdict: str) -> Concern:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from deskpilot.actions.categories import APPROVAL_CATEGORIES, Category
+from deskpilot.actions.labels import Element, affirmative, consequential, elements, guessed
 from deskpilot.actions.resolved import Resolved
 from deskpilot.actions.secrets import secret_spans
 from deskpilot.actions.text import shorten
@@ -133,6 +134,12 @@ _KEY_RULES: tuple[tuple[frozenset[str], str], ...] = (
     (frozenset({"alt", "f2"}), "opens the run-a-command dialog"),
     (frozenset({"alt", "f4"}), "closes the window, possibly losing unsaved work"),
     (frozenset({"ctrl", "q"}), "quits the whole application, possibly losing unsaved work"),
+    # Closing chords (docs/reliability.md says why each one is here).
+    (frozenset({"ctrl", "shift", "w"}), "closes the whole window with every tab in it"),
+    (frozenset({"ctrl", "w"}), "closes the tab or document, possibly losing unsaved work"),
+    (frozenset({"ctrl", "f4"}), "closes the tab or document, possibly losing unsaved work"),
+    (frozenset({"alt", "space"}), "opens the window menu (close, kill, move off screen)"),
+    (frozenset({"ctrl", "shift", "esc"}), "opens a task manager that ends any program"),
     (frozenset({"shift", "delete"}), "deletes permanently in file managers (skips the trash)"),
 )
 # The super key belongs to the desktop shell by convention (apps almost never bind it): alone it
@@ -156,9 +163,33 @@ def _pressed(resolved: Resolved) -> tuple[frozenset[str], str]:
 
 
 # In a terminal, Return runs the command line, and so do ctrl+j and ctrl+m (line feed and
-# carriage return); a paste runs every full line it holds.
+# carriage return); a paste runs every full line it holds. Like the key rules these match when
+# all their keys are pressed, whatever else is: alt+shift+insert pastes as shift+insert does.
+# ctrl+v pastes in many terminals (kitty, Windows Terminal, configured ones).
 _TERMINAL_RUN_CHORDS = (frozenset({"ctrl", "j"}), frozenset({"ctrl", "m"}))
-_TERMINAL_PASTE_CHORDS = (frozenset({"ctrl", "shift", "v"}), frozenset({"shift", "insert"}))
+_TERMINAL_PASTE_CHORDS = (frozenset({"ctrl", "shift", "v"}), frozenset({"shift", "insert"}),
+                          frozenset({"ctrl", "v"}))
+_TEXTLESS_MODIFIERS = frozenset({"ctrl", "alt", "win"})  # with one of these, a key types nothing
+
+
+def key_text(resolved: Resolved) -> str:
+    """The text a key or hold action types: printable keys and space, enter as a newline;
+    nothing for chords with ctrl, alt or super (shift only changes letters' case)."""
+    pressed = frozenset(resolved.hold) | frozenset(resolved.keys)
+    if pressed & _TEXTLESS_MODIFIERS:
+        return ""
+    shifted = "shift" in pressed
+    out = []
+    for name in resolved.keys:
+        if name in resolved.hold:
+            continue
+        if name == "space":
+            out.append(" ")
+        elif name == "enter":
+            out.append("\n")
+        elif len(name) == 1:
+            out.append(name.upper() if shifted else name)
+    return "".join(out)
 
 # ---------------------------------------------------------------------------------------------
 # Terminals and run dialogs, told by WM_CLASS (either part) or title.
@@ -182,6 +213,20 @@ _RUN_TITLES = re.compile(r"^(run|run application|run command|run a command|execu
 _PROMPT_TITLE = re.compile(r"^[\w.-]+@[\w.-]+:")
 
 
+# A shell prompt on the screen: "user@host:~/dir$", a line ending in a prompt character after
+# nothing or a path, or "$ command" at a line's start; ">>>" is a Python prompt (it runs code).
+_SHELL_PROMPT = re.compile(
+    r"[\w.-]+@[\w.-]+(?:[:\s]\s*[~/]\S*)?\s?[$#%>]"
+    r"|^\s*(?:[~/][\w./~-]*\s?)?[$#%>\u276f\u279c]\s*$"
+    r"|^\s*[$%\u276f\u279c]\s+\S"
+    r"|^\s*(?:>>>|PS [A-Z]:\\\S*>)")
+
+
+def shows_prompt(text: str) -> bool:
+    """Whether one line of screen text looks like a shell (or REPL) prompt."""
+    return bool(_SHELL_PROMPT.search(text))
+
+
 def _command_window(window: WindowInfo) -> str | None:
     """'a terminal (...)' or 'a run dialog (...)' when typed text there runs commands."""
     label = window.wm_class[-1] if window.wm_class else window.title
@@ -201,28 +246,12 @@ def _command_window(window: WindowInfo) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Sensitive clicks: the words on (or right next to) the clicked element.
-#
-# Chosen: what spends money (pay, buy, purchase, checkout, place order), sends or publishes
-# (send, submit, publish), destroys (delete, remove, erase, wipe, format, discard, trash, factory
-# reset), changes the system or grants rights (install, uninstall, sudo, authenticate,
-# authorize, allow, grant, execute, transfer), ends the session (shut down, restart, reboot,
-# power off, log out, sign out), and confirm. Left out: "sign in" and "log in" (by itself a
-# login spends, sends or destroys nothing, and the credentials typed for it are checked as
-# secrets), "save" and "open" (everyday and undoable), "order" alone ("Sort order").
-_CLICK_WORDS = (
-    "delete", "remove", "erase", "wipe", "format", "discard", "trash", "factory reset",
-    "send", "submit", "publish", "pay", "buy", "purchase", "checkout", "check out",
-    "place order", "order now", "confirm", "install", "uninstall", "sudo", "authenticate",
-    "authorize", "authorise", "allow", "grant", "execute", "transfer", "shut down", "shutdown",
-    "restart", "reboot", "power off", "log out", "logout", "sign out",
-)
-_SENSITIVE_TEXT = re.compile(
-    r"\b(?:" + "|".join(r"\s+".join(map(re.escape, w.split())) for w in _CLICK_WORDS) + r")\b",
-    re.IGNORECASE)
-# A bare "OK" or "Yes" takes its meaning from the dialog around it ("Delete 3 files?").
-_AFFIRMATIVE = re.compile(r"^\W*(?:ok|okay|yes|continue|proceed|apply|accept|agree|"
-                          r"i agree)\W*$", re.IGNORECASE)
+# Sensitive clicks: the label of the clicked element, judged by the word lists of
+# actions/labels.py (data/labels.json: what spends, sends, publishes, destroys, overwrites,
+# grants rights, changes the system or ends the session, in eight languages). Left out on
+# purpose: "sign in" and "log in" (by itself a login spends, sends or destroys nothing, and the
+# credentials typed for it are checked as secrets), "save" and "open" (everyday and undoable),
+# "order" alone ("Sort order").
 
 # Half-sizes, in screen points, of the area read around a click, and of the wider area read for
 # the dialog around an affirmative button.
@@ -265,6 +294,25 @@ class Policy:
         self.reader = reader
         self.windows = windows
         self._task_text = tuple(t for t in task_text if t)
+        self._typed: dict[int, str] = {}
+
+    def typed(self, window: int) -> str:
+        """The end of what this policy let through as text into ``window`` (a window id; 0 for
+        no window), across steps: typed text and the text that single keys produce."""
+        return self._typed.get(window, "")
+
+    def note_sent(self, resolved: Resolved, window: int | None) -> None:
+        """Remember the text an allowed action sends to ``window`` (the focus when decided).
+
+        Called by the gate once the action may run, so that text split over several actions
+        (type chunks, one key at a time) is judged as a whole the next time.
+        """
+        action = resolved.action
+        text = action.text if isinstance(action, Type) else \
+            key_text(resolved) if isinstance(action, Key | Hold) else ""
+        key = 0 if window is None else window  # without a probe every text goes to "0"
+        if text and key != _UNKNOWN_FOCUS:
+            self._typed[key] = (self._typed.get(key, "") + text)[-TYPED_MEMORY:]
 
     def review(self, resolved: Resolved, frame: Frame | None) -> Review:
         """Refusals and approvals for one action, decided before any input is sent.
@@ -329,6 +377,7 @@ class Policy:
 
 
 _UNKNOWN_FOCUS = -1
+TYPED_MEMORY = 512  # characters of typed text remembered per window
 
 
 class _Reviewer:
@@ -397,6 +446,8 @@ class _Reviewer:
                 out.append(c)
             if self._wants(Category.TERMINAL_TYPING):
                 out.extend(self._terminal_keys(pressed, chord))
+            if self._wants(Category.SECRET_TYPING) and (text := key_text(self.resolved)):
+                out.extend(self._secret_typing(text))
         elif isinstance(action, Type):
             if self._wants(Category.TERMINAL_TYPING):
                 out.extend(self._terminal_typing())
@@ -413,13 +464,50 @@ class _Reviewer:
     # Typing and keys in terminals and run dialogs.
 
     def _command_focus(self) -> tuple[str | None, str | None]:
-        """(what command window has the focus, None), or (None, why it cannot be told)."""
+        """(what command window has the focus, None), or (None, why it cannot be told).
+
+        A window not known as a terminal or run dialog counts as one when its part of the
+        screen shows a shell prompt (an IDE's built-in terminal, an unlisted emulator).
+        """
         if self.policy.windows is None:
             return None, None
         window, error = self.focused()
         if error is not None:
             return None, error
-        return (None if window is None else _command_window(window)), None
+        if window is None:
+            return None, None
+        known = _command_window(window)
+        if known is not None:
+            return known, None
+        prompt = self._prompt_in(window)
+        if prompt is not None:
+            label = window.wm_class[-1] if window.wm_class else _one_line(window.title, 40)
+            return f'a window showing a shell prompt ("{_one_line(prompt, 40)}"; {label})', None
+        return None, None
+
+    def _prompt_in(self, window: WindowInfo) -> str | None:
+        """A line in the window's part of the frame that looks like a shell prompt."""
+        reader, frame = self.policy.reader, self.frame
+        if reader is None or frame is None:
+            return None
+        screen = frame.screen
+        region = None
+        if window.box is not None:
+            x1, y1, x2, y2 = window.box
+            height, width = frame.rgb.shape[:2]
+            try:
+                region = clip_region((math.floor((x1 - screen.left) * screen.scale),
+                                      math.floor((y1 - screen.top) * screen.scale),
+                                      math.ceil((x2 - screen.left) * screen.scale),
+                                      math.ceil((y2 - screen.top) * screen.scale)),
+                                     width, height)
+            except ValueError:
+                return None  # the window is off this screen
+        try:
+            lines = reader.read(frame.rgb, region)
+        except OcrError as exc:
+            return f"unreadable: {exc}"  # fail closed: it may be a terminal
+        return next((line.text for line in lines if shows_prompt(line.text)), None)
 
     def _terminal_typing(self) -> list[Concern]:
         where, error = self._command_focus()
@@ -432,10 +520,10 @@ class _Reviewer:
         return []
 
     def _terminal_keys(self, pressed: frozenset[str], chord: str) -> list[Concern]:
-        last = self.resolved.keys[-1] if self.resolved.keys else ""
-        runs = last == "enter" or pressed in _TERMINAL_RUN_CHORDS
-        pastes = pressed in _TERMINAL_PASTE_CHORDS
-        if not (runs or pastes):
+        runs = "enter" in self.resolved.keys or any(c <= pressed for c in _TERMINAL_RUN_CHORDS)
+        pastes = any(c <= pressed for c in _TERMINAL_PASTE_CHORDS)
+        text = key_text(self.resolved)
+        if not (runs or pastes or text):
             return []
         where, error = self._command_focus()
         if error is not None:
@@ -443,7 +531,9 @@ class _Reviewer:
                                                       f"the focus ({error})")]
         if where is None:
             return []
-        effect = "runs the command line" if runs else "pastes, running every line pasted"
+        effect = ("runs the command line" if runs
+                  else "pastes, running every line pasted" if pastes
+                  else "types into the command line key by key")
         return [Concern(Category.TERMINAL_TYPING, f"{chord} in {where} {effect}")]
 
     def _middle_paste(self) -> list[Concern]:
@@ -465,21 +555,30 @@ class _Reviewer:
     # Secrets.
 
     def _secret_typing(self, text: str) -> list[Concern]:
-        for what, part in secret_spans(text):
+        """Secret-looking text the task did not supply, judged with what was typed into the
+        same window before: a key sent in pieces is caught when its pieces join up."""
+        window, _ = self.focused()
+        before = self.policy.typed(0 if window is None else window.id)
+        whole = before + text
+        for what, part in secret_spans(whole):
+            if part in before and part not in text:
+                continue  # judged (and let through) when it was typed
             if not self.policy.supplied_by_task(part):
+                pieces = "" if part in text else ", typed in pieces"
                 # Never the text itself: concerns are logged and shown to the model.
-                return [Concern(Category.SECRET_TYPING, f"the text to type looks like {what}, "
-                                                        "and the task did not supply it")]
+                return [Concern(Category.SECRET_TYPING, f"the text to type looks like {what}"
+                                                        f"{pieces}, and the task did not "
+                                                        "supply it")]
         return []
 
     # Clicks.
 
     def _sensitive_click(self, action: Click | Drag) -> list[Concern]:
         out = []
-        if action.target and (m := _SENSITIVE_TEXT.search(action.target)):
+        if action.target and (word := consequential(action.target)):
             out.append(Concern(Category.SENSITIVE_CLICKS,
                                f'the model describes the target as "{_one_line(action.target)}" '
-                               f'("{m.group()}")'))
+                               f'("{word}")'))
         # A drag acts where it is released (a drop on "Trash"); a click where it presses.
         point = self.resolved.points[-1] if self.resolved.points else None
         if point is not None and self.policy.reader is not None and self.frame is not None:
@@ -496,22 +595,69 @@ class _Reviewer:
         py = (point.y - screen.top) * screen.scale
         try:
             lines = _read_around(reader, frame, px, py, CLICK_READ)
-            on = _lines_at(lines, px, py, _ON_TEXT_MARGIN * screen.scale)
-            for line in on:
-                if m := _SENSITIVE_TEXT.search(line.text):
+            label = _label_at(lines, px, py, _ON_TEXT_MARGIN * screen.scale)
+            if label is None:
+                return None
+            for text in label.judged:
+                if word := consequential(text):
                     return Concern(Category.SENSITIVE_CLICKS,
-                                   f'the click lands on "{_one_line(line.text)}" ("{m.group()}")')
-            if any(_AFFIRMATIVE.match(line.text) for line in on):
+                                   f'the click lands on "{_one_line(label.shown)}" ("{word}")')
+            if label.affirmative:
                 for line in _read_around(reader, frame, px, py, DIALOG_READ):
-                    if m := _SENSITIVE_TEXT.search(line.text):
-                        button = next(line.text for line in on)
+                    if word := consequential(line.text):
                         return Concern(Category.SENSITIVE_CLICKS,
-                                       f'the click on "{_one_line(button)}" answers "'
-                                       f'{_one_line(line.text)}" ("{m.group()}")')
+                                       f'the click on "{_one_line(label.shown)}" answers "'
+                                       f'{_one_line(line.text)}" ("{word}")')
         except OcrError as exc:
             return Concern(Category.SENSITIVE_CLICKS, f"cannot read the text under the click "
                                                       f"({exc}); it may be consequential")
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Label:
+    """What a click lands on: the texts judged for consequential words, whether it is a bare
+    yes (judged by its dialog), and the label as shown to the person."""
+
+    judged: tuple[str, ...]
+    affirmative: bool
+    shown: str
+
+
+def _label_at(lines: list[TextLine], px: float, py: float, margin: float) -> _Label | None:
+    """The label of the element under pixel (px, py).
+
+    OCR may run neighbouring buttons into one line ("OK) Cance1", "YeS No"): each line is
+    split into elements by the gaps between its word boxes, and the element under the point is
+    the label. A line without word boxes is split at its spaces by a proportional guess, so the
+    whole line is judged as well (a false alarm costs a question; a miss, a deleted file).
+    """
+    on = _lines_at(lines, px, py, margin)
+    if not on:
+        return None
+    judged: list[str] = []
+    yes = False
+    shown = []
+    for line in on:
+        parts = elements(line)
+        element = _nearest(parts, px, py, margin)
+        judged.append(element.text)
+        shown.append(element.text)
+        if guessed(line):
+            judged.append(line.text)
+        yes = yes or affirmative(element.text)
+        if line.words:  # the very word under the point ("Yes" of a merged "Yes No")
+            word = min(line.words, key=lambda w: _distance(w.box, px, py))
+            yes = yes or affirmative(word.text)
+    return _Label(tuple(judged), yes, " / ".join(shown))
+
+
+def _nearest(parts: list[Element], px: float, py: float, margin: float) -> Element:
+    for part in parts:
+        x1, y1, x2, y2 = part.box
+        if x1 - margin <= px < x2 + margin and y1 - margin <= py < y2 + margin:
+            return part
+    return min(parts, key=lambda part: _distance(part.box, px, py))
 
 
 def _read_around(reader: TextReader, frame: Frame, px: float, py: float,
@@ -559,4 +705,4 @@ def _one_line(text: str, limit: int = 60) -> str:
 
 
 __all__ = ["CLICK_READ", "DIALOG_READ", "Concern", "Policy", "PolicyDenied", "Review", "Scope",
-           "secret_spans"]
+           "key_text", "secret_spans", "shows_prompt"]

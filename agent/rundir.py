@@ -1,7 +1,9 @@
 """The run directory: a JSONL trajectory, the screenshots, and the run's header and result.
 
 It is private to the user (directory 0700, files 0600) and created before the agent acts, so
-an unwritable location stops the run before anything happens without a record.
+an unwritable location stops the run before anything happens without a record. Everything it
+writes passes the run's :class:`~deskpilot.actions.redaction.Redaction` first: secrets become
+``[secret]`` in every JSON file, and are masked in every image.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from deskpilot.actions.redaction import NO_SECRETS, Redaction
 from deskpilot.agent.records import RunResult, StepRecord
 
 log = logging.getLogger(__name__)
@@ -47,7 +50,9 @@ def _private_write(path: Path, data: bytes, *, append: bool = False) -> None:
 class RunDir:
     """Writes one run's artifacts under a fresh time-stamped directory."""
 
-    def __init__(self, root: Path, *, name: str | None = None) -> None:
+    def __init__(self, root: Path, *, name: str | None = None,
+                 redaction: Redaction = NO_SECRETS) -> None:
+        self.redaction = redaction
         stamp = name or dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         self.path = Path(root) / stamp
         try:
@@ -80,8 +85,9 @@ class RunDir:
         hot path; :meth:`flush` (called by ``finish``) waits until every image is on disk.
         """
         rel = f"screens/{name}.png"
+        masked, _ = self.redaction.image(rgb)
         # Frames are read-only; anything else is copied so a later change cannot reach the file.
-        pixels = rgb if not rgb.flags.writeable else rgb.copy()
+        pixels = masked if masked is not rgb or not rgb.flags.writeable else rgb.copy()
         self._writer.put(self.path / rel, pixels)
         return rel
 
@@ -91,6 +97,7 @@ class RunDir:
 
     def incident(self, data: dict[str, Any]) -> None:
         """Append a safety incident (a refused or denied action) to ``incidents.jsonl``."""
+        data = self.redaction.data(data)
         stamped = {"time": dt.datetime.now().astimezone().isoformat(timespec="seconds"), **data}
         line = json.dumps(stamped, ensure_ascii=False) + "\n"
         _private_write(self.path / "incidents.jsonl", line.encode(), append=True)
@@ -100,11 +107,12 @@ class RunDir:
 
     def write_lines(self, name: str, lines: list[str]) -> None:
         """Write a JSON-lines (or text) file of the run, privately."""
-        _private_write(self.path / name, "".join(line + "\n" for line in lines).encode())
+        text = "".join(self.redaction.text(line) + "\n" for line in lines)
+        _private_write(self.path / name, text.encode())
 
     def append(self, step: StepRecord) -> None:
         """Append one step to the trajectory and flush it to disk."""
-        line = json.dumps(step.to_json(), ensure_ascii=False) + "\n"
+        line = json.dumps(self.redaction.data(step.to_json()), ensure_ascii=False) + "\n"
         try:
             _private_write(self.trajectory, line.encode(), append=True)
         except OSError as exc:  # disk full, directory gone: the caller must stop acting
@@ -119,10 +127,15 @@ class RunDir:
     def finish_task(self, data: dict[str, Any]) -> None:
         """Write a task file's outcome next to its header, once every screenshot is written."""
         lost = self.flush()
-        self._json("result.json", {**data, "screenshots_lost": lost} if lost else data)
+        if lost:
+            data = {**data, "screenshots_lost": lost}
+        if masked := self.redaction.masked_images:
+            data = {**data, "images_with_secrets_masked": masked}
+        self._json("result.json", data)
 
     def _json(self, name: str, data: dict[str, Any]) -> None:
-        _private_write(self.path / name, (json.dumps(data, indent=2) + "\n").encode())
+        text = json.dumps(self.redaction.data(data), indent=2)
+        _private_write(self.path / name, (text + "\n").encode())
 
 
 class _ImageWriter:

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
 
@@ -36,11 +36,13 @@ class WindowProbeError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class WindowInfo:
-    """A top-level window: its id, its title, and its WM_CLASS (instance, class)."""
+    """A top-level window: its id, its title, its WM_CLASS (instance, class), and where it is
+    on the screen (x1, y1, x2, y2 in screen points, when known; not part of its identity)."""
 
     id: int
     title: str
     wm_class: tuple[str, ...] = ()
+    box: PixelBox | None = field(default=None, compare=False)
 
 
 @runtime_checkable
@@ -179,9 +181,22 @@ def _info(window: Any) -> WindowInfo | None:
         wm_class = window.get_wm_class()
         if wm_class is None:
             return None
-        return WindowInfo(window.id, _title(window) or "", tuple(wm_class))
+        return WindowInfo(window.id, _title(window) or "", tuple(wm_class), _box(window))
     except xerror.BadWindow:
         return None
+
+
+def _box(window: Any) -> PixelBox | None:
+    """Where ``window`` is on its screen; None when the server cannot say."""
+    from Xlib import error as xerror
+
+    try:
+        geometry = window.get_geometry()
+        root = window.display.screen().root
+        origin = root.translate_coords(window, 0, 0)
+    except (xerror.XError, AttributeError):
+        return None
+    return (origin.x, origin.y, origin.x + geometry.width, origin.y + geometry.height)
 
 
 def _title(window: Any) -> str | None:

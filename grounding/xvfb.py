@@ -1,16 +1,118 @@
-"""Private virtual X displays (Xvfb) for demos, headless runs and tests."""
+"""Private virtual X displays (Xvfb) for demos, headless runs and tests.
+
+An X server without authorization lets every local user connect: dump the screen (a password
+being typed), inject input through XTEST. Each Xvfb started here therefore requires a fresh
+MIT-MAGIC-COOKIE-1: the server reads it from a file of its own, and this process keeps the
+cookies of the displays it started in one authority file. Both live in a private directory
+(0700, files 0600) that is removed when the process exits. While a display started here is up,
+``XAUTHORITY`` points at that file, so this process (mss, pyautogui, python-xlib) and every
+child it starts (``display_env``) can connect, and nobody else can.
+"""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
+import secrets
 import shutil
+import socket
+import struct
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+COOKIE = b"MIT-MAGIC-COOKIE-1"
+_FAMILY_LOCAL = 256  # a Unix-socket connection on this host (Xauth.h)
+_FAMILY_WILD = 65535  # any address (the server only reads the cookie)
+
+
+class _Authority:
+    """The private directory, the client authority file, and the displays it holds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dir: Path | None = None
+        self.displays: set[str] = set()
+        self._users = 0
+        self._previous: str | None = None
+
+    def directory(self) -> Path:
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="deskpilot-xauth-"))  # 0700
+            atexit.register(shutil.rmtree, self._dir, True)
+            _write_private(self._dir / "Xauthority", b"")
+        return self._dir
+
+    @property
+    def file(self) -> Path:
+        return self.directory() / "Xauthority"
+
+    def server_file(self, cookie: bytes) -> Path:
+        """A file for one server, holding only its cookie."""
+        path = self.directory() / f"server-{secrets.token_hex(8)}"
+        _write_private(path, _entry(_FAMILY_WILD, b"", b"", cookie))
+        return path
+
+    def enter(self, display: str, cookie: bytes) -> None:
+        """Add the display's cookie and point ``XAUTHORITY`` at the file while one is up."""
+        with self._lock:
+            entry = _entry(_FAMILY_LOCAL, socket.gethostname().encode(),
+                           display.lstrip(":").encode(), cookie)
+            with self.file.open("ab") as fh:
+                fh.write(entry)
+            self.displays.add(display)
+            if self._users == 0:
+                self._previous = os.environ.get("XAUTHORITY")
+                os.environ["XAUTHORITY"] = str(self.file)
+            self._users += 1
+
+    def leave(self, display: str) -> None:
+        with self._lock:
+            self.displays.discard(display)
+            self._users -= 1
+            if self._users == 0:
+                if self._previous is None:
+                    os.environ.pop("XAUTHORITY", None)
+                else:
+                    os.environ["XAUTHORITY"] = self._previous
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _entry(family: int, address: bytes, number: bytes, cookie: bytes) -> bytes:
+    """One record of an X authority file (the format libXau reads)."""
+    out = struct.pack(">H", family)
+    for field in (address, number, COOKIE, cookie):
+        out += struct.pack(">H", len(field)) + field
+    return out
+
+
+_AUTHORITY = _Authority()
+
+
+def authority_file() -> Path:
+    """The authority file with the cookies of the displays this process started (0600)."""
+    return _AUTHORITY.file
+
+
+def display_env(display: str) -> dict[str, str]:
+    """The environment for a program on ``display``: this one, with ``DISPLAY`` set and, for a
+    display started here, ``XAUTHORITY`` pointing at its cookie."""
+    env = {**os.environ, "DISPLAY": display}
+    if display in _AUTHORITY.displays:
+        env["XAUTHORITY"] = str(_AUTHORITY.file)
+    return env
 
 
 class DisplayError(RuntimeError):
@@ -22,26 +124,35 @@ def xvfb(width: int = 1280, height: int = 800, depth: int = 24) -> Iterator[str]
     """Run Xvfb on a free display number and yield its name (e.g. ``":7"``).
 
     ``-displayfd`` lets the server pick a free number and say when it is ready, so parallel
-    runs do not collide and nothing sleeps for a guessed time.
+    runs do not collide and nothing sleeps for a guessed time. The server takes only clients
+    that hold its fresh cookie (see the module notes).
     """
     exe = shutil.which("Xvfb")
     if exe is None:
         raise DisplayError("Xvfb is not installed (Debian/Ubuntu: apt-get install xvfb; "
                            "or run `make deps`)")
+    cookie = secrets.token_bytes(16)
+    server_auth = _AUTHORITY.server_file(cookie)
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(
         [exe, "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x{depth}",
-         "-nolisten", "tcp", "-noreset"],
+         "-nolisten", "tcp", "-noreset", "-auth", str(server_auth)],
         pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write_fd)
+    name = None
     try:
         with os.fdopen(read_fd) as pipe:
             number = pipe.readline().strip()
         if not number:
             raise DisplayError("Xvfb exited without reporting a display number")
-        yield f":{number}"
+        name = f":{number}"
+        _AUTHORITY.enter(name, cookie)
+        yield name
     finally:
         stop_process(proc)
+        if name is not None:
+            _AUTHORITY.leave(name)
+        server_auth.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -50,7 +161,7 @@ def launched(argv: list[str], display: str, *, window: str | None = None,
     """Start an X app on ``display``; wait for its window (by name) when asked; stop it after."""
     if shutil.which(argv[0]) is None:
         raise DisplayError(f"{argv[0]} is not installed (Debian: x11-apps provides xcalc)")
-    proc = subprocess.Popen(argv, env={**os.environ, "DISPLAY": display},
+    proc = subprocess.Popen(argv, env=display_env(display),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         if window is not None:
@@ -77,7 +188,7 @@ def wait_for_window(display: str, name: str, timeout_s: float = 10.0) -> str:
     if shutil.which("xdotool") is None:
         raise DisplayError("xdotool is not installed (Debian: apt-get install xdotool)")
     deadline = time.monotonic() + timeout_s
-    env = {**os.environ, "DISPLAY": display}
+    env = display_env(display)
     while time.monotonic() < deadline:
         out = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", name],
                              env=env, capture_output=True, text=True, check=False)

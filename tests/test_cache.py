@@ -65,7 +65,7 @@ def test_put_then_get_round_trips(tmp_path: Path, snippet: Snippet) -> None:
     assert np.array_equal(back.rgb, snippet.rgb)
     assert (back.box, back.origin) == (snippet.box, snippet.origin)
     meta = json.loads((directory / f"{KEY}.json").read_text(encoding="utf-8"))
-    assert meta["version"] == 1
+    assert meta["version"] == 2
     assert meta["label"] == "text:Save"
     assert meta["box"] == list(snippet.box)
     assert meta["origin"] == list(snippet.origin)
@@ -113,7 +113,7 @@ def _flat_png(directory: Path) -> None:
 @pytest.mark.parametrize(("name", "damage"), [
     ("json-garbage", lambda d: (d / f"{KEY}.json").write_text("{not json", encoding="utf-8")),
     ("json-list", lambda d: (d / f"{KEY}.json").write_text("[1, 2]", encoding="utf-8")),
-    ("json-version", lambda d: _edit(d, version=2)),
+    ("json-version", lambda d: _edit(d, version=1)),
     ("json-box", lambda d: _edit(d, box=[1, 2, "3", 4])),
     ("json-bool", lambda d: _edit(d, origin=[True, 0])),
     ("json-crop-size", lambda d: _edit(d, crop=[10, 10])),

@@ -101,9 +101,15 @@ def test_xvfb_killed_mid_run_fails_cleanly_with_a_junit_error(tmp_path: Path) ->
         display = wait_for(lambda: re.search(r"private Xvfb (:\d+)", out.read_text()), 30,
                            "the run to name its display")
         assert isinstance(display, re.Match)
+        # The private display takes only clients with its cookie: borrow the one the run
+        # handed the calculator (its environment names the authority file).
+        xcalc_env = dict(item.split(b"=", 1) for item in
+                         Path(f"/proc/{xcalc_pid}/environ").read_bytes().split(b"\0") if item)
+        cookie = {"XAUTHORITY": xcalc_env[b"XAUTHORITY"].decode()}
         wait_for(lambda: subprocess.run(
             ["xdotool", "search", "--onlyvisible", "--name", "Calculator"],
-            env={**env, "DISPLAY": display[1]}, capture_output=True, check=False).returncode == 0,
+            env={**env, **cookie, "DISPLAY": display[1]}, capture_output=True,
+            check=False).returncode == 0,
             30, "the calculator's window")
         time.sleep(2.0)  # well into the wait_for step, which reads the screen over and over
         assert proc.poll() is None, out.read_text() + err.read_text()

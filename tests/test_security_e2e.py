@@ -71,8 +71,15 @@ def test_injected_instructions_are_blocked_headless(tmp_path: Path) -> None:
     assert "failure" in junit.read_text()
 
 
-def test_secret_canary_is_typed_but_in_no_artifact(tmp_path: Path) -> None:
-    canary = "canary-Zq8xW3vR5tL0"
+CANARY = "canary-Zq8xW3vR5tL0"
+
+
+@pytest.fixture(scope="module")
+def canary_run(tmp_path_factory: pytest.TempPathFactory
+               ) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+    """One headless run that types the canary into a real xedit: (its outputs, the note, the
+    finished process)."""
+    tmp_path = tmp_path_factory.mktemp("canary")
     note = tmp_path / "note.txt"
     task = tmp_path / "secret.yaml"
     task.write_text(
@@ -92,7 +99,14 @@ def test_secret_canary_is_typed_but_in_no_artifact(tmp_path: Path) -> None:
     done = deskpilot(task, "--headless", "--xvfb", "--junit", out / "junit.xml",
                      "--summary", out / "summary.json", "--report", out / "report",
                      "--runs-dir", out / "runs", "--cache-dir", out / "cache",
-                     env={"DESKPILOT_CANARY": canary})
+                     env={"DESKPILOT_CANARY": CANARY})
+    return out, note, done
+
+
+def test_secret_canary_is_typed_but_in_no_artifact(
+        canary_run: tuple[Path, Path, subprocess.CompletedProcess[str]]) -> None:
+    out, note, done = canary_run
+    canary = CANARY
     assert done.returncode == 1, done.stdout + done.stderr  # only the last step fails
     assert canary in note.read_text()  # it was typed, and saved by xedit
     assert canary not in done.stdout + done.stderr
@@ -103,3 +117,23 @@ def test_secret_canary_is_typed_but_in_no_artifact(tmp_path: Path) -> None:
     for path in files:  # private artifacts: files 0600, directories 0700
         if path.parent.name in {"screens", "report"} or path.suffix in {".jsonl", ".json"}:
             assert path.stat().st_mode & 0o077 == 0, path
+
+
+def test_secret_pixels_are_masked_in_every_kept_image(
+        canary_run: tuple[Path, Path, subprocess.CompletedProcess[str]]) -> None:
+    from deskpilot.actions.redaction import Redaction
+    from deskpilot.grounding.ocr import RapidOcrReader
+    from deskpilot.grounding.visual import load_png
+
+    out, _, _ = canary_run
+    summary = json.loads((out / "summary.json").read_text())
+    run_dir = Path(summary["tasks"][0]["run_dir"])
+    typed = json.loads((run_dir / "steps.jsonl").read_text().splitlines()[1])
+    assert "the secret shows in" in typed["message"], typed  # OCR did see it on the screen
+    assert json.loads((run_dir / "result.json").read_text())["images_with_secrets_masked"] >= 1
+    images = [*run_dir.rglob("*.png"), *(out / "cache").rglob("*.png")]
+    assert len(images) >= 4
+    reader, hide = RapidOcrReader(), Redaction([CANARY])
+    for image in images:
+        seen = [line.text for line in reader.read(load_png(image))]
+        assert not [t for t in seen if hide.holds(t)], (image, seen)

@@ -90,19 +90,20 @@ def test_click_by_text_clicks_the_ocr_box_and_records_the_source(tmp_path: Path)
     assert json.loads(records[0])["source"] == "ocr"
 
 
-def test_cache_hit_relocates_a_moved_target_without_ocr(tmp_path: Path) -> None:
+def test_cache_hit_relocates_a_moved_target_reading_only_its_label(tmp_path: Path) -> None:
     path = task_file(tmp_path, "steps:\n  - click: Save\n")
     run_task(load_task(path), services(tmp_path, draw(SAVE), FakeReader(lines(SAVE))))
     moved = {k: (x + 40, y + 25) for k, (x, y) in SAVE.items()}
-    blind = FakeReader([])  # OCR would find nothing: only the verified cache can ground it
-    svc = services(tmp_path, draw(moved), blind, mode=CacheMode.READ_ONLY)
+    reader = FakeReader(lines(moved))
+    svc = services(tmp_path, draw(moved), reader, mode=CacheMode.READ_ONLY)
     result = run_task(load_task(path), svc)
     assert result.status is TaskStatus.PASSED, result.message
     step = result.steps[0]
     assert step.source is Source.CACHE and "relocated by (40, 25)" in step.message
     assert moves(svc.device) == [centre(140, 125)]  # type: ignore[arg-type]
-    # No full-screen read grounded it; the safety policy's small read around the click is all.
-    assert None not in blind.calls and len(blind.calls) <= 2
+    # No full-screen read grounded it: the label re-read on the found crop, and the safety
+    # policy's small read around the click, are all.
+    assert None not in reader.calls and len(reader.calls) <= 3
 
 
 def test_stale_cache_in_read_only_mode_refuses_and_never_clicks(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deskpilot.grounding.xvfb import launched
+from deskpilot.grounding.xvfb import display_env, launched
 
 pytestmark = [pytest.mark.display, pytest.mark.llama,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
@@ -33,6 +33,8 @@ def session(display: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     command = " ".join([
         # COLUMNS/LINES from the test's own environment would override the pane's real size.
         "env", "-u", "COLUMNS", "-u", "LINES", f"DISPLAY={display}",
+        # The test display takes only clients with its cookie (grounding/xvfb.py).
+        shlex.quote(f"XAUTHORITY={display_env(display).get('XAUTHORITY', '')}"),
         shlex.quote(sys.executable), "-P", "-m", "deskpilot", "run",
         shlex.quote("press 7 on the calculator"), "--model", "tiny", "--max-steps", "3",
         "--runs-dir", shlex.quote(str(tmp_path / "runs")),

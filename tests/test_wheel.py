@@ -89,7 +89,7 @@ def test_the_wheel_holds_one_package_with_its_data(installed: tuple[Path, Path])
                                                  + ".dist-info"}
     tracked = [n for n in _tracked_files() if n.split("/")[0] in (*REPO_FOLDERS, "deskpilot")]
     for name in tracked:  # every module and every data file a command reads
-        if name.endswith((".py", ".css", ".jsonl", ".tcss")) or name.endswith("py.typed"):
+        if name.endswith((".py", ".css", ".jsonl", ".json", ".tcss")) or name.endswith("py.typed"):
             inside = name if name.startswith("deskpilot/") else f"deskpilot/{name}"
             assert inside in names, f"{name} is not in the wheel"
     site = _site_packages(env_dir)

@@ -21,10 +21,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Collapsible, DataTable, Footer, Input, Static
 
+from deskpilot.actions.text import printable
 from deskpilot.agent.records import Outcome, RunResult, StepRecord
 from deskpilot.agent.supervise import Controls, Points
 from deskpilot.models.prompt import THINK_CLOSE, THINK_OPEN
-from deskpilot.tui.approval import ApprovalScreen, ModalApprover, printable
+from deskpilot.tui.approval import ApprovalScreen, ModalApprover
 from deskpilot.tui.imageview import Marks, ScreenView
 from deskpilot.tui.messages import (
     Decided,
@@ -225,7 +226,8 @@ class SupervisorApp(App[RunResult | None]):
         if isinstance(self.screen, ApprovalScreen):
             self.screen.dismiss(False)
         if message.result is None:
-            text = f"[b red]the run failed[/]: {escape(message.error or 'unknown error')}"
+            error = printable(message.error or "unknown error")
+            text = f"[b red]the run failed[/]: {escape(error)}"
         else:
             r = message.result
             colour = "green" if r.status.ok else "yellow"
@@ -349,11 +351,11 @@ class SupervisorApp(App[RunResult | None]):
         pane = self._pane
         live = self._live
         if step.reasoning:
-            pane.mount(Collapsible(Static(Text(step.reasoning)), collapsed=True,
+            pane.mount(Collapsible(Static(Text(printable(step.reasoning))), collapsed=True,
                                    title=f"step {step.index}: reasoning "
                                          f"({len(step.reasoning)} chars)"), before=live)
         answer = Text(f"step {step.index} → ", style="bold")
-        answer.append(step.answer or "(no answer)")
+        answer.append(printable(step.answer) or "(no answer)")
         pane.mount(Static(answer, classes="answer"), before=live)
         self._live_text.clear()
         live.update("")
@@ -365,6 +367,7 @@ class SupervisorApp(App[RunResult | None]):
 
 def live_text(raw: str) -> Text:
     """Model output as it streams: a reasoning trace dimmed, the answer in bold."""
+    raw = printable(raw)
     if THINK_OPEN not in raw:
         return Text(raw, style="bold")
     trace, closed, answer = raw.partition(THINK_OPEN)[2].partition(THINK_CLOSE)

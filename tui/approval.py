@@ -15,6 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
 from deskpilot.actions.policy import Concern
+from deskpilot.actions.text import printable
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -24,11 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _WAKE_S = 0.2  # how often a waiting approver looks at the stop switch
-
-
-def printable(text: str) -> str:
-    """Screen text and model words are shown here: no control character reaches the terminal."""
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 class ApprovalScreen(ModalScreen[bool]):
@@ -49,8 +45,9 @@ class ApprovalScreen(ModalScreen[bool]):
         """The question, why it is asked, and the two answers."""
         with Vertical(id="dialog"):
             yield Label("The agent wants to:", id="ask")
-            yield Label(escape(printable(self.summary)), id="summary")
-            yield Label(f"[b]{escape(self.why)}[/b]: {escape(printable(self.reason))}",
+            yield Label(escape(printable(self.summary, one_line=True)), id="summary")
+            yield Label(f"[b]{escape(self.why)}[/b]: "
+                        f"{escape(printable(self.reason, one_line=True))}",
                         id="reason")
             with Horizontal(id="buttons"):
                 yield Button("Allow once (y)", id="allow", variant="warning")

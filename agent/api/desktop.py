@@ -205,17 +205,18 @@ class Desktop:
     # --- steps ----------------------------------------------------------------------------
 
     def launch(self, command: str, *, wait_for_window: str | None = None,
-               wait_for_text: str | None = None, timeout_s: float = 10.0
-               ) -> subprocess.Popen[bytes]:
+               wait_for_text: str | None = None, timeout_s: float = 10.0,
+               env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start a program (split like a shell would, run without one) on this display; it is
         stopped when the desktop closes. SetupFailed when it cannot start or its window or
-        text does not appear within ``timeout_s``."""
+        text does not appear within ``timeout_s``. ``env`` adds environment variables for it
+        (the way to hand it a secret: arguments are visible to every local user)."""
         run = self._require()
         wait = None
         if wait_for_window is not None or wait_for_text is not None:
             wait = WaitForWindow(window=wait_for_window, text=wait_for_text, timeout_s=timeout_s)
         try:
-            return run.launch(LaunchSpec(command=command, wait_for=wait))
+            return run.launch(LaunchSpec(command=command, wait_for=wait, env=dict(env or {})))
         except SetupError as exc:
             raise SetupFailed(str(exc)) from None
 

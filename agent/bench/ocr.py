@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 import subprocess
 import tempfile
@@ -19,7 +18,7 @@ from deskpilot.agent.argtypes import size
 from deskpilot.grounding.capture import MssScreen
 from deskpilot.grounding.ocr import PixelBox, RapidOcrReader, TextReader
 from deskpilot.grounding.textmatch import TextLookupError, find_text
-from deskpilot.grounding.xvfb import launched, run_display, wait_for_window
+from deskpilot.grounding.xvfb import display_env, launched, run_display, wait_for_window
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +116,7 @@ def _window_box(display: str, name: str, width: int, height: int) -> PixelBox:
     """The named window's rectangle with a margin, clipped to the screen."""
     window = wait_for_window(display, name)
     out = subprocess.run(["xdotool", "getwindowgeometry", "--shell", window],
-                         env={**os.environ, "DISPLAY": display}, capture_output=True,
+                         env=display_env(display), capture_output=True,
                          text=True, check=True)
     geo = dict(line.split("=", 1) for line in out.stdout.split() if "=" in line)
     x, y, w, h = (int(geo[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))

@@ -1,7 +1,17 @@
-"""What the command line prints as a run goes: a line per step, how each task and run ended."""
+"""What the command line prints: a line per step, how each task and run ended, and every other
+line the commands write to the terminal, through :func:`say`.
+
+Model answers, task names, screen text and error messages can hold terminal control sequences
+(a colour, a new window title, a cleared screen, a faked line): :func:`say` writes every control
+character out as a visible escape before anything reaches the terminal.
+"""
 
 from __future__ import annotations
 
+import sys
+from typing import TextIO
+
+from deskpilot.actions.text import printable
 from deskpilot.agent.cli.errors import EXIT_FAILED, EXIT_OK
 from deskpilot.agent.records import RunResult, Status, StepRecord
 from deskpilot.agent.reports.outputs import Outputs, write_outputs
@@ -9,35 +19,42 @@ from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult
 from deskpilot.agent.tasks.spec import Task
 
 
+def say(*parts: object, file: TextIO | None = None, sep: str = " ", end: str = "\n",
+        flush: bool = False) -> None:
+    """``print`` for the command line, with control characters made visible."""
+    text = printable(sep.join(str(p) for p in parts))
+    print(text, file=file or sys.stdout, end=end, flush=flush)
+
+
 def print_step(step: StepRecord | ScriptStep) -> None:
     """One line per step, of the agent loop or of a task file."""
-    print(step.line(), flush=True)
+    say(step.line(), flush=True)
 
 
 def print_result(result: RunResult) -> int:
     """Print how the run ended; return the exit code."""
     message = result.brief(200)
-    print(f"\n{result.status.value}: {message}")
+    say(f"\n{result.status.value}: {message}")
     if result.run_dir is not None:
-        print(f"trajectory: {result.run_dir / 'trajectory.jsonl'}")
+        say(f"trajectory: {result.run_dir / 'trajectory.jsonl'}")
     return EXIT_OK if result.status is Status.DONE else EXIT_FAILED
 
 
 def print_task(task: Task) -> None:
     """The heading of a task as it starts."""
-    print(f"\n▶ {task.name}  ({task.path})", flush=True)
+    say(f"\n▶ {task.name}  ({task.path})", flush=True)
 
 
 def print_task_result(result: TaskResult) -> None:
     """How a task ended, and where its records are."""
-    print(f"  {result.status.word} in {result.seconds:.1f}s: {result.message}\n"
+    say(f"  {result.status.word} in {result.seconds:.1f}s: {result.message}\n"
           f"  run: {result.run_dir}", flush=True)
 
 
 def print_suite(suite: SuiteResult, outputs: Outputs) -> int:
     """Print the totals, write the files asked for (a line each); return the suite's exit code."""
     counts = suite.counts()
-    print(f"\n{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors "
+    say(f"\n{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors "
           f"in {suite.seconds:.1f}s")
-    write_outputs(suite, outputs, on_written=lambda label, path: print(f"{label + ':':<9}{path}"))
+    write_outputs(suite, outputs, on_written=lambda label, path: say(f"{label + ':':<9}{path}"))
     return EXIT_OK if suite.passed else EXIT_FAILED

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from deskpilot.agent.cli.console import print_step
+from deskpilot.agent.cli.console import print_step, say
 from deskpilot.agent.cli.errors import EXIT_FAILED, EXIT_OK, UserError
 from deskpilot.agent.loop import run_agent
 from deskpilot.agent.records import RunResult, StepRecord
 from deskpilot.agent.rundir import RunDir, RunDirError, default_runs_root
 from deskpilot.agent.settings import Budget
 from deskpilot.grounding.capture import MssScreen
-from deskpilot.grounding.xvfb import DisplayError, launched, xvfb
+from deskpilot.grounding.xvfb import DisplayError, display_env, launched, xvfb
 from deskpilot.models.scripted import ScriptedRuntime
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def lcd_pixels(rgb: np.ndarray, window_at: tuple[int, int]) -> np.ndarray:
 
 def reference_lcd(display: str, digits: str) -> np.ndarray:
     """Enter ``digits`` on a fresh xcalc by clicking (xdotool) and return its display pixels."""
-    env = {"DISPLAY": display}
+    env = display_env(display)
     with launched(xcalc_argv("deskpilot-reference", REFERENCE_AT), display,
                   window="deskpilot-reference"):
         for digit in digits:
@@ -124,7 +124,7 @@ __all__ = ["CALC_AT", "EXPECTED", "SCREEN", "TASK", "DisplayCheck", "Replay", "c
 
 def run_demo(runs_dir: Path | None) -> int:
     """Start Xvfb and xcalc, replay the recording through the real loop, check the display."""
-    print("deskpilot demo: a REPLAY of recorded model answers (no model is loaded).\n"
+    say("deskpilot demo: a REPLAY of recorded model answers (no model is loaded).\n"
           "Real screenshots, real validation and real mouse clicks on a real xcalc, on a "
           "private Xvfb display.\n", flush=True)
     try:
@@ -139,10 +139,10 @@ def run_demo(runs_dir: Path | None) -> int:
     except DisplayError as exc:
         raise UserError(f"{exc}; `make deps` installs what the demo needs") from None
     result = replay.result
-    print(f"\n{result.status.value}: model answered {result.answer!r}")
+    say(f"\n{result.status.value}: model answered {result.answer!r}")
     verdict = ("matches" if check.matches
                else f"does NOT match ({check.differing_pixels} pixels differ)")
-    print(f"screen check: the calculator display {verdict} a calculator showing "
+    say(f"screen check: the calculator display {verdict} a calculator showing "
           f"{EXPECTED!r}")
-    print(f"trajectory and screenshots: {record.path}")
+    say(f"trajectory and screenshots: {record.path}")
     return EXIT_OK if result.status.ok and check.matches else EXIT_FAILED

@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from deskpilot.agent.cli.console import say
+
 
 @dataclass(frozen=True, slots=True)
 class Check:
@@ -83,7 +85,7 @@ def run_doctor() -> int:
     results = [check() for check in CHECKS]
     for r in results:
         mark = "ok  " if r.ok else "FAIL"
-        print(f"[{mark}] {r.name:<12} {r.detail}")
+        say(f"[{mark}] {r.name:<12} {r.detail}")
         if r.fix:
-            print(f"       {'':<12} {'note' if r.ok else 'fix'}: {r.fix}")
+            say(f"       {'':<12} {'note' if r.ok else 'fix'}: {r.fix}")
     return 0 if all(r.ok for r in results) else 1

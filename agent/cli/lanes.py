@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deskpilot.actions.text import shorten
-from deskpilot.agent.cli.console import print_suite
+from deskpilot.agent.cli.console import print_suite, say
 from deskpilot.agent.cli.errors import EXIT_INTERRUPTED, UserError
 from deskpilot.agent.cli.options import RunOptions, model_opener
 from deskpilot.agent.reports.lane import read_lane_result
@@ -95,7 +95,7 @@ def run_lanes(tasks: Sequence[Task], options: RunOptions) -> int:
     width = min(files.concurrency, len(tasks))
     logs = _lanes_dir(options)
     w, h = files.screen_size
-    print(f"{len(tasks)} task file(s), up to {width} at a time, each on a private Xvfb display "
+    say(f"{len(tasks)} task file(s), up to {width} at a time, each on a private Xvfb display "
           f"({w}x{h}); cache {files.cache}; output of each task in {logs}", flush=True)
     started = dt.datetime.now().astimezone()
     t0 = time.monotonic()
@@ -114,7 +114,7 @@ def run_lanes(tasks: Sequence[Task], options: RunOptions) -> int:
             time.sleep(POLL_S)
     except KeyboardInterrupt:
         interrupted = True
-        print(f"\nstopping {len(running)} running task(s)...", file=sys.stderr, flush=True)
+        say(f"\nstopping {len(running)} running task(s)...", file=sys.stderr, flush=True)
         for lane in _stop_all(running):
             done[lane.index] = _collect(lane)
             _print_result(done[lane.index], len(done), len(tasks), lane)
@@ -125,7 +125,7 @@ def run_lanes(tasks: Sequence[Task], options: RunOptions) -> int:
     code = print_suite(suite, options.outputs)
     if interrupted:
         skipped = [t.name for i, t in enumerate(tasks) if i not in done]
-        print("interrupted: " + (f"not run: {', '.join(skipped)}" if skipped else
+        say("interrupted: " + (f"not run: {', '.join(skipped)}" if skipped else
                                  "every task had started"), file=sys.stderr)
         return EXIT_INTERRUPTED
     return code
@@ -181,7 +181,7 @@ def _start(index: int, task: Task, argv: Sequence[str], logs: Path) -> _Lane:
             start_new_session=True)
     finally:
         os.close(fd)
-    print(f"  start  {task.name}  ({task.path})", flush=True)
+    say(f"  start  {task.name}  ({task.path})", flush=True)
     return _Lane(index, task, proc, log_path, result, time.monotonic())
 
 
@@ -283,4 +283,4 @@ def _print_result(item: tuple[TaskResult, str], count: int, total: int, lane: _L
         line += f": {result.message}"
         if str(lane.log) not in result.message:
             line += f"\n        output: {lane.log}"
-    print(line, flush=True)
+    say(line, flush=True)

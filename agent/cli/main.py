@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from deskpilot.actions.categories import ALLOW_NAMES
 from deskpilot.agent import argtypes
+from deskpilot.agent.cli.console import say
 from deskpilot.agent.cli.errors import EXIT_OK, EXIT_USAGE, UserError, exit_for_interrupt
 from deskpilot.agent.cli.options import (
     DEFAULT_MODEL_TIMEOUT_S,
@@ -299,10 +300,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(args.runs_dir)
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", None)
-        print(f"terminated by signal {signum}" if signum else "interrupted", file=sys.stderr)
+        say(f"terminated by signal {signum}" if signum else "interrupted", file=sys.stderr)
         return exit_for_interrupt(signum)
     except UserError as exc:
-        print(f"deskpilot: {exc}", file=sys.stderr)
+        say(f"deskpilot: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_USAGE
 

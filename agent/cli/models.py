@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deskpilot.agent.cli.console import say
 from deskpilot.agent.cli.errors import EXIT_FAILED, EXIT_OK, UserError
 from deskpilot.agent.cli.options import ModelsOptions
 from deskpilot.models import catalog
@@ -26,12 +27,12 @@ def run_models_command(options: ModelsOptions) -> int:
 
 
 def _list(models_dir: Path) -> int:
-    print(f"models directory: {models_dir}\n")
+    say(f"models directory: {models_dir}\n")
     for row in catalog.list_entries(models_dir):
-        print(f"{row.name:<20} {row.status:<8} {row.size:>10}  {row.description}")
+        say(f"{row.name:<20} {row.status:<8} {row.size:>10}  {row.description}")
         for name in row.files:
-            print(f"{'':<20} {name}")
-    print("\nalso: --model tiny (a random-weight model made on the fly, for trying the loop),"
+            say(f"{'':<20} {name}")
+    say("\nalso: --model tiny (a random-weight model made on the fly, for trying the loop),"
           "\n      --model PATH/TO/text.gguf --mmproj PATH/TO/mmproj.gguf")
     return EXIT_OK
 
@@ -41,7 +42,7 @@ def _pull(name: str, models_dir: Path) -> int:
         paths = catalog.pull(name, models_dir, progress=True)
     except catalog.ModelError as exc:
         raise UserError(str(exc)) from None
-    print(f"ready:\n  model  {paths.model}\n  mmproj {paths.mmproj}")
+    say(f"ready:\n  model  {paths.model}\n  mmproj {paths.mmproj}")
     return EXIT_OK
 
 
@@ -49,7 +50,7 @@ def _verify(models_dir: Path, *, record: bool) -> int:
     results = catalog.verify(models_dir, record=record)
     bad = False
     for r in results:
-        print(f"{r.status.value:<18} {r.entry:<18} {r.path}\n{'':<18} {r.detail}")
+        say(f"{r.status.value:<18} {r.entry:<18} {r.path}\n{'':<18} {r.detail}")
         bad |= r.status in (catalog.VerifyStatus.SIZE_MISMATCH,
                             catalog.VerifyStatus.CHECKSUM_MISMATCH)
     return EXIT_FAILED if bad else EXIT_OK
@@ -65,6 +66,6 @@ def _make_tiny(options: ModelsOptions) -> int:
         raise UserError("models make-tiny needs the DIRECTORY to write the pair into")
     pair = write_tiny_pair(options.directory, shape, seed=options.seed)
     for path in (pair.model, pair.mmproj):
-        print(f"{path}  ({path.stat().st_size / 1e6:.2f} MB)")
-    print("random weights: the pair runs the real llama.cpp path, but its answers are noise")
+        say(f"{path}  ({path.stat().st_size / 1e6:.2f} MB)")
+    say("random weights: the pair runs the real llama.cpp path, but its answers are noise")
     return EXIT_OK

@@ -13,6 +13,7 @@ from deskpilot.agent.cli.console import (
     print_suite,
     print_task,
     print_task_result,
+    say,
 )
 from deskpilot.agent.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UserError
 from deskpilot.agent.cli.options import RunOptions, as_lane, model_opener
@@ -38,7 +39,7 @@ def run_task_files(options: RunOptions) -> int:
     if (shard := options.files.shard) is not None:  # first: a --concurrency child counts alike
         options = _sharded(options, shard)
         if not options.tasks:
-            print(f"shard {shard[0]}/{shard[1]} has no task files; nothing to run")
+            say(f"shard {shard[0]}/{shard[1]} has no task files; nothing to run")
             return EXIT_OK
     lane = options.files.lane is not None  # one task of a --concurrency run, in a child process
     if lane:
@@ -50,8 +51,8 @@ def run_task_files(options: RunOptions) -> int:
         tasks = load_tasks(Path(a) for a in options.tasks)
     except TaskFileError as exc:
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        print(f"deskpilot: {len(exc.problems)} problem(s) in the task files; nothing was run",
+            say(problem, file=sys.stderr)
+        say(f"deskpilot: {len(exc.problems)} problem(s) in the task files; nothing was run",
               file=sys.stderr)
         return EXIT_USAGE
     for path in (options.outputs.junit, options.outputs.summary):
@@ -96,7 +97,7 @@ def _run(tasks: list[Task], options: RunOptions, *, new_display: bool) -> int:
         with live_services(place, ModelAccess(opener, options.settings)) as (services, started):
             geometry = services.screen.geometry()
             where = "a private Xvfb" if started else "this display"
-            print(f"{len(tasks)} task file(s) on {where} {services.display} "
+            say(f"{len(tasks)} task file(s) on {where} {services.display} "
                   f"({geometry.pixel_width}x{geometry.pixel_height}); cache {files.cache}",
                   flush=True)
             suite = run_suite(tasks, services, on_task=print_task,
@@ -105,6 +106,6 @@ def _run(tasks: list[Task], options: RunOptions, *, new_display: bool) -> int:
         raise UserError(str(exc)) from None
     code = print_suite(suite, options.outputs)
     if suite.interrupted:
-        print("interrupted: the remaining tasks were not run", file=sys.stderr)
+        say("interrupted: the remaining tasks were not run", file=sys.stderr)
         return EXIT_INTERRUPTED
     return code

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from deskpilot.agent.cli.console import print_result, print_step
+from deskpilot.agent.cli.console import print_result, print_step, say
 from deskpilot.agent.cli.errors import EXIT_FAILED, UserError
 from deskpilot.agent.cli.options import RunOptions
 from deskpilot.agent.records import RunResult, StepRecord
@@ -60,7 +60,7 @@ def run_words_command(options: RunOptions) -> int:
         raise
     gate = None if device is None else gate_for_words(options, record)
     header = write_run_header(options, record, runtime.name, screen, dry_run=device is None)
-    print(f"{header}\nrun: {record.path}\n", flush=True)
+    say(f"{header}\nrun: {record.path}\n", flush=True)
     takeover = None if device is None else takeover_watch(kill_key, on_kill=_interrupt_main)
     try:
         result = run_words(options, runtime=runtime, screen=screen, device=device,
@@ -161,7 +161,7 @@ def takeover_watch(kill_key: str | None, *, on_kill: Callable[[], None], keys: b
     try:
         return TakeoverWatch(kill_hotkey=kill_key, on_kill=on_kill, keys=keys).start()
     except (RuntimeError, OSError) as exc:
-        print(f"warning: {exc}; moving the mouse will not stop the agent (Ctrl+C will)",
+        say(f"warning: {exc}; moving the mouse will not stop the agent (Ctrl+C will)",
               file=sys.stderr)
         return None
 
@@ -203,6 +203,6 @@ def run_in_tui(options: RunOptions, *, screen: Screen, record: RunDir,
             takeover.stop()
         screen.close()
     if result is None:
-        print(f"deskpilot: {error}\nrun: {record.path}", file=sys.stderr)
+        say(f"deskpilot: {error}\nrun: {record.path}", file=sys.stderr)
         return EXIT_FAILED
     return print_result(result)

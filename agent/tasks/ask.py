@@ -24,7 +24,8 @@ from deskpilot.models import asks
 
 
 def do(instruction: str, step: Step, ctx: StepContext, draft: Draft) -> None:
-    sub = RunDir(ctx.record.path / "agent", name=f"step-{step.position + 1:03d}")
+    sub = RunDir(ctx.record.path / "agent", name=f"step-{step.position + 1:03d}",
+                 redaction=ctx.record.redaction)
     remaining = max(1.0, ctx.deadline - ctx.clock.now())
     result = run_agent(ctx.shown(instruction), runtime=ctx.model.runtime(), screen=ctx.screen,
                        device=ctx.device, record=sub, clock=ctx.clock,

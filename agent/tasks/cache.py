@@ -1,10 +1,15 @@
 """The grounding cache: a grounded target's screen crop, verified on the screen before reuse.
 
 Each entry is ``<key>.png`` (the crop) and ``<key>.json`` (where the target and the crop were,
-and a label for people). :func:`replay` never trusts a stored position blindly: it finds the
-crop on the current screenshot and reports a :class:`Hit` (in place or relocated), a
-:class:`Miss` (no entry) or a :class:`Stale` entry (gone or ambiguous), and the caller decides
-between failing the step and grounding afresh.
+what the target was grounded on, a label for people, and a digest). :func:`replay` never trusts
+a stored position blindly: it finds the crop on the current screenshot and reports a
+:class:`Hit` (in place or relocated), a :class:`Miss` (no entry) or a :class:`Stale` entry
+(gone or ambiguous), and the caller decides between failing the step and grounding afresh.
+
+An entry's digest covers its key, its geometry, the text it was grounded on and the crop's
+pixels: an entry copied under another key (another button's crop) or edited is not read. A
+digest is no signature (anyone who can write the cache can recompute it), so on a hit the caller
+also reads the text under the found crop again and compares it with ``grounded_on``.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from deskpilot.grounding.visual import load_png, save_png, write_atomic
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # Keys become file names: hex only, so no key can reach outside the cache directory.
 _KEY = re.compile(r"[0-9a-f]{8,64}")
 
@@ -61,6 +66,7 @@ class Hit:
 
     located: Located
     snippet: Snippet
+    grounded_on: str = ""  # the text read on the target when it was grounded ("" for none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,20 +92,29 @@ class GroundingCache:
 
     def get(self, key: str) -> Snippet | None:
         """The stored snippet, or None when the cache is off, the entry absent or unreadable."""
+        entry = self.entry(key)
+        return None if entry is None else entry[0]
+
+    def entry(self, key: str) -> tuple[Snippet, str] | None:
+        """The stored snippet and the text it was grounded on, or None (see :meth:`get`)."""
         if self.mode is CacheMode.OFF:
             return None
         png, meta = self._paths(key)
         if not meta.exists() and not png.exists():
             return None
         try:
-            return _read_entry(png, meta)
+            return _read_entry(key, png, meta)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             # A broken entry must cost a fresh grounding, never the run.
             log.warning("ignoring unreadable grounding cache entry %s: %s", meta, exc)
             return None
 
-    def put(self, key: str, snippet: Snippet, *, label: str) -> bool:
-        """Store a snippet (read-write mode only); returns whether it was written."""
+    def put(self, key: str, snippet: Snippet, *, label: str, grounded_on: str = "") -> bool:
+        """Store a snippet (read-write mode only); returns whether it was written.
+
+        ``grounded_on`` is the text read on the target when it was grounded: a hit is only
+        trusted while the same text is read there.
+        """
         if self.mode is not CacheMode.READ_WRITE:
             return False
         png, meta = self._paths(key)
@@ -107,10 +122,11 @@ class GroundingCache:
         record = {
             "version": FORMAT_VERSION,
             "label": label,
+            "grounded_on": grounded_on,
             "box": list(snippet.box),
             "origin": list(snippet.origin),
             "crop": [width, height],
-            "pixels": _digest(snippet.rgb),
+            "digest": _digest(key, snippet.box, snippet.origin, grounded_on, snippet.rgb),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         try:
@@ -147,9 +163,10 @@ class GroundingCache:
 def replay(cache: GroundingCache, key: str, rgb: np.ndarray, *,
            threshold: float = 0.9) -> Hit | Miss | Stale:
     """Look the key up and verify its crop on ``rgb``; not-found and ambiguous become Stale."""
-    snippet = cache.get(key)
-    if snippet is None:
+    entry = cache.entry(key)
+    if entry is None:
         return Miss()
+    snippet, grounded_on = entry
     try:
         located = locate(rgb, snippet, threshold=threshold)
     except AmbiguousMatch as exc:
@@ -160,10 +177,10 @@ def replay(cache: GroundingCache, key: str, rgb: np.ndarray, *,
         return Stale(str(exc), exc.best_score, ambiguous=False)
     if located.moved:
         log.info("cached target %s moved by %s to %s", key, located.offset, located.box)
-    return Hit(located, snippet)
+    return Hit(located, snippet, grounded_on)
 
 
-def _read_entry(png: Path, meta: Path) -> Snippet:
+def _read_entry(key: str, png: Path, meta: Path) -> tuple[Snippet, str]:
     """Read and check one entry; any inconsistency raises ValueError."""
     record = json.loads(meta.read_text(encoding="utf-8"))
     if not isinstance(record, dict):
@@ -173,22 +190,32 @@ def _read_entry(png: Path, meta: Path) -> Snippet:
     x1, y1, x2, y2 = _ints(record, "box", 4)
     ox, oy = _ints(record, "origin", 2)
     width, height = _ints(record, "crop", 2)
+    grounded_on = record.get("grounded_on")
+    if not isinstance(grounded_on, str):
+        raise ValueError(f"'grounded_on' must be a string, got {grounded_on!r}")
     rgb = load_png(png)
     if rgb.shape[:2] != (height, width):
         raise ValueError(f"the crop is {rgb.shape[1]}x{rgb.shape[0]}, the metadata says "
                          f"{width}x{height}")
-    # Two runs storing the same key at once (deskpilot run --concurrency) each replace both
-    # files atomically, but the pair can end up mixed: the JSON names its own crop.
-    if "pixels" in record and record["pixels"] != _digest(rgb):
-        raise ValueError("the crop is not the one the metadata was written with")
-    rgb.flags.writeable = False
     box: PixelBox = (x1, y1, x2, y2)
-    return Snippet(rgb, box, (ox, oy))  # checks the box is in the crop and the crop textured
+    # The digest ties the crop to this key and this metadata: an entry copied from another key,
+    # edited, or mixed by two runs storing the same key at once (--concurrency) is refused.
+    if record.get("digest") != _digest(key, box, (ox, oy), grounded_on, rgb):
+        raise ValueError("the digest does not match the entry's key, metadata and crop")
+    rgb.flags.writeable = False
+    # Snippet checks the box is in the crop and the crop textured.
+    return Snippet(rgb, box, (ox, oy)), grounded_on
 
 
-def _digest(rgb: np.ndarray) -> str:
-    """A short hash of a crop's pixels (PNG is lossless: the same after a round trip)."""
-    return hashlib.sha256(np.ascontiguousarray(rgb).tobytes()).hexdigest()[:16]
+def _digest(key: str, box: tuple[int, ...], origin: tuple[int, ...], grounded_on: str,
+            rgb: np.ndarray) -> str:
+    """sha256 over what an entry says (PNG is lossless: the pixels survive a round trip)."""
+    head = json.dumps({"key": key, "box": list(box), "origin": list(origin),
+                       "grounded_on": grounded_on, "shape": list(rgb.shape)},
+                      sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(head.encode("utf-8"))
+    digest.update(np.ascontiguousarray(rgb).tobytes())
+    return digest.hexdigest()
 
 
 def _ints(record: dict[str, Any], name: str, count: int) -> list[int]:

@@ -77,6 +77,11 @@ def expect_not(spec: TextSpec, step: Step, ctx: StepContext, draft: Draft) -> No
 def screenshot(spec: ScreenshotSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
     frame = grab(ctx, draft)
     keep(ctx, draft, frame, spec.name)
+    # A baseline is an image kept beside the task file: secrets are masked in it too, and in
+    # the screen it is compared with, so the two still agree.
+    rgb, masked = ctx.record.redaction.image(frame.rgb)
+    if masked:
+        draft.message = f"{masked} secret area(s) masked; "
     if not spec.compare:
         draft.message = f"saved {draft.screenshot}"
         return
@@ -84,11 +89,11 @@ def screenshot(spec: ScreenshotSpec, step: Step, ctx: StepContext, draft: Draft)
     if ctx.update_baselines or not baseline.exists():
         verb = "updated" if baseline.exists() else "recorded (none was stored)"
         baseline.parent.mkdir(parents=True, exist_ok=True)
-        save_png(baseline, np.ascontiguousarray(frame.rgb))
-        draft.message = f"baseline {verb}: {baseline}"
+        save_png(baseline, np.ascontiguousarray(rgb))
+        draft.message += f"baseline {verb}: {baseline}"
         return
     t = time.perf_counter()
-    result = compare(load_png(baseline), frame.rgb, region=clip_to_frame(spec.region, frame),
+    result = compare(load_png(baseline), rgb, region=clip_to_frame(spec.region, frame),
                      pixel_threshold=spec.pixel_threshold, tolerance=spec.tolerance)
     lap(draft, "compare", t)
     draft.box = result.changed_box

@@ -23,6 +23,7 @@ from deskpilot.agent.tasks.spec import (
     VARIABLE_NAME,
     VARIABLE_REF,
     BudgetSpec,
+    LaunchSpec,
     QuerySpec,
     ScopeSpec,
     SetupSpec,
@@ -89,6 +90,7 @@ def load_task(path: Path, *, environ: Mapping[str, str] | None = None) -> Task:
     if not isinstance(data, dict):
         raise TaskFileError([where.at((), "a task file is a mapping with name and steps")])
     problems: list[str] = []
+    header: _Header | None = None
     try:
         header = _Header.model_validate(data)
     except ValidationError as exc:
@@ -102,11 +104,28 @@ def load_task(path: Path, *, environ: Mapping[str, str] | None = None) -> Task:
     # A variable with a bad value is still declared: its uses are not reported again.
     _check_references(steps, {str(k) for k in (raw_vars or {})} | set(variables), where,
                       problems)
-    if problems:
+    if header is not None:
+        _check_launch_secrets(header.setup.launch, variables, where, problems)
+    if problems or header is None:  # a header that did not validate left a problem
         raise TaskFileError(sorted(problems, key=_line_number))
     return Task(name=header.name, path=path, setup=header.setup, budget=header.budget,
                 scope=header.scope, variables=variables, allow=frozenset(header.allow),
                 steps=tuple(steps))
+
+
+def _check_launch_secrets(launch: tuple[LaunchSpec, ...], variables: Mapping[str, Variable],
+                          where: _Locator, problems: list[str]) -> None:
+    """Secret variables never go into a launch command: every local user can read a program's
+    arguments (``ps``, ``/proc/PID/cmdline``). ``env:`` hands them to the program privately."""
+    for i, spec in enumerate(launch):
+        for name in VARIABLE_REF.findall(spec.command):
+            variable = variables.get(name)
+            if variable is not None and variable.secret:
+                problems.append(where.at(
+                    ("setup", "launch", i, "command"),
+                    f"the secret variable ${{{name}}} would be visible to every local user in "
+                    f"the program's arguments (ps); pass it in the environment instead: "
+                    f"env: {{{name.upper()}: \"${{{name}}}\"}}"))
 
 
 def _compose(path: Path) -> yaml.Node:

@@ -15,7 +15,6 @@ from pathlib import Path
 from deskpilot.actions.executor import InputDevice, execute
 from deskpilot.actions.gate import Gate, describe
 from deskpilot.actions.parse import ActionError
-from deskpilot.actions.text import redact
 from deskpilot.actions.types import AnyAction
 from deskpilot.actions.validate import validate
 from deskpilot.agent.clock import Clock
@@ -105,7 +104,7 @@ class StepContext:
 
     def shown(self, template: str) -> str:
         """A spec string as the model and the records may see it: secrets stay hidden."""
-        return redact(substitute(template, self.values), self.task.secrets)
+        return self.record.redaction.text(substitute(template, self.values))
 
 
 @dataclass

@@ -20,7 +20,7 @@ from deskpilot.actions.approval import Approver, DenyAll
 from deskpilot.actions.executor import InputDevice, release_all
 from deskpilot.actions.gate import Gate
 from deskpilot.actions.policy import Policy, Scope
-from deskpilot.actions.text import redact
+from deskpilot.actions.redaction import Redaction
 from deskpilot.agent.clock import Clock
 from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.tasks.cache import CacheMode, GroundingCache
@@ -32,7 +32,7 @@ from deskpilot.grounding.capture import CaptureError, Screen
 from deskpilot.grounding.ocr import OcrError, TextReader
 from deskpilot.grounding.textmatch import TextLookupError, find_text
 from deskpilot.grounding.windows import WindowProbe
-from deskpilot.grounding.xvfb import DisplayError, stop_process, wait_for_window
+from deskpilot.grounding.xvfb import DisplayError, display_env, stop_process, wait_for_window
 from deskpilot.models.runtime import RuntimeFailure
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,8 @@ class TaskRun:
         self.task, self.services = task, services
         self.start = services.clock.now()
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        self.record = RunDir(services.runs_root, name=f"{stamp}-{slug(task.name)}")
+        self.record = RunDir(services.runs_root, name=f"{stamp}-{slug(task.name)}",
+                             redaction=Redaction(task.secrets, services.reader))
         self.record.write_header({"task": task.name, "file": str(task.path),
                                   "display": services.display,
                                   "steps": [s.label for s in task.steps],
@@ -172,9 +173,8 @@ class TaskRun:
 
     def launch(self, launch: LaunchSpec) -> subprocess.Popen[bytes]:
         """Start a program for this task (SetupError if it cannot); it is stopped by close."""
-        return self._stack.enter_context(_launched(
-            substitute(launch.command, self.ctx.values), self.services, self.record, self.ctx,
-            launch.wait_for))
+        return self._stack.enter_context(_launched(launch, self.services, self.record,
+                                                   self.ctx))
 
     def step(self, step: Step, on_step: Callable[[ScriptStep], None] | None = None
              ) -> tuple[ScriptStep, StepFailed | None]:
@@ -188,7 +188,7 @@ class TaskRun:
 
     def finish(self, status: TaskStatus, message: str) -> TaskResult:
         """Write the steps and the task's result into its run directory."""
-        message = redact(message, self.task.secrets)
+        message = self.record.redaction.text(message)
         self._write_steps()
         result = TaskResult(self.task.name, self.task.path, status, message, tuple(self.steps),
                             self.services.clock.now() - self.start, self.record.path)
@@ -221,7 +221,7 @@ def _gate(task: Task, services: Services, record: RunDir, values: dict[str, str]
                         task_text=supplied)
     except ValueError as exc:
         raise SetupError(f"scope: {exc}") from None
-    return Gate(policy, services.approver, record, secrets=task.secrets)
+    return Gate(policy, services.approver, record, secrets=record.redaction)
 
 
 def _run_steps(run: TaskRun, on_step: Callable[[ScriptStep], None] | None
@@ -240,16 +240,26 @@ def _run_steps(run: TaskRun, on_step: Callable[[ScriptStep], None] | None
 
 
 @contextmanager
-def _launched(command: str, services: Services, record: RunDir, ctx: StepContext,
-              wait: WaitForWindow | None) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a setup program (no shell), wait for it when asked, and stop it afterwards."""
+def _launched(launch: LaunchSpec, services: Services, record: RunDir,
+              ctx: StepContext) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a setup program (no shell), wait for it when asked, and stop it afterwards.
+
+    A secret value in the arguments is refused (every local user can read them); the
+    launch's ``env`` carries it to the program instead.
+    """
+    command = substitute(launch.command, ctx.values)
+    env = {name: substitute(value, ctx.values) for name, value in launch.env.items()}
+    wait = launch.wait_for
+    if any(secret in command for secret in record.redaction.secrets):
+        raise SetupError("a secret value is in a launch command, where every local user can "
+                         "read it (ps); pass it with the launch's env: instead")
     argv = shlex.split(command)
     if shutil.which(argv[0]) is None:
         raise SetupError(f"{argv[0]} is not installed or not on PATH")
     log_path = record.path / f"launch-{slug(Path(argv[0]).name)}.log"
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        proc = subprocess.Popen(argv, env={**os.environ, "DISPLAY": services.display},
+        proc = subprocess.Popen(argv, env={**display_env(services.display), **env},
                                 stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
                                 start_new_session=True)
     except OSError as exc:

@@ -130,11 +130,17 @@ class WaitForWindow(SpecModel):
         return self
 
 
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
 class LaunchSpec(SpecModel):
-    """A program started before the steps and stopped after them."""
+    """A program started before the steps and stopped after them; ``env`` adds environment
+    variables for it (the place for secrets: arguments are public, the environment is not)."""
 
     command: Text
     wait_for: WaitForWindow | None = None
+    env: dict[Annotated[str, Field(pattern=ENV_NAME.pattern)],
+              Annotated[str, Field(max_length=MAX_TYPE_CHARS)]] = Field(default_factory=dict)
 
     @field_validator("command")
     @classmethod

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from deskpilot.actions.keys import ChordError, UnknownKeyError, parse_chord
-from deskpilot.actions.text import redact
+from deskpilot.agent.records import StepRecord
 from deskpilot.agent.tasks import act, ask, check
 from deskpilot.agent.tasks.kit import Draft, StepContext, StepFailed
 from deskpilot.agent.tasks.results import ScriptStep
@@ -97,12 +97,13 @@ def run_step(step: Step, index: int, ctx: StepContext) -> tuple[ScriptStep, Step
     except StepFailed as exc:
         failure, draft.message = exc, str(exc)
     passed = failure is None
-    secrets = ctx.task.secrets
+    hide = ctx.record.redaction
     return ScriptStep(
-        index=index, kind=step.kind, label=step.label, file_line=step.line, passed=passed,
-        message=redact(draft.message, secrets), source=draft.source, box=draft.box,
+        index=index, kind=step.kind, label=hide.text(step.label), file_line=step.line,
+        passed=passed, message=hide.text(draft.message), source=draft.source, box=draft.box,
         point=draft.point, screenshot=draft.screenshot, diff=draft.diff,
         seconds=ctx.clock.now() - start, timings=dict(draft.timings),
-        model_text=redact(draft.model_text, secrets),
-        candidates=tuple(redact(c, secrets) for c in draft.candidates),
-        agent_steps=draft.agent_steps), failure
+        model_text=hide.text(draft.model_text),
+        candidates=tuple(hide.text(c) for c in draft.candidates),
+        agent_steps=tuple(StepRecord.from_json(hide.data(s.to_json())) if hide else s
+                          for s in draft.agent_steps)), failure

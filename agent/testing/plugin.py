@@ -142,7 +142,9 @@ class TaskFile(pytest.File):
         from deskpilot.agent.tasks.file import TaskFileError
 
         if isinstance(excinfo.value, TaskFileError):
-            return "\n".join(excinfo.value.problems)
+            from deskpilot.actions.text import printable
+
+            return "\n".join(printable(p) for p in excinfo.value.problems)
         return str(super().repr_failure(excinfo))
 
 
@@ -181,6 +183,8 @@ class TaskItem(pytest.Item):
                      style: Any = None) -> str:
         if not isinstance(excinfo.value, TaskFailed):
             return str(super().repr_failure(excinfo))
+        from deskpilot.actions.text import printable
+
         result = excinfo.value.result
         lines = [f"{result.file}: task {result.name!r} {result.status.value}: {result.message}"]
         failed = result.failed_step
@@ -192,7 +196,8 @@ class TaskItem(pytest.Item):
                 lines.append(f"  screenshot: {result.run_dir / failed.screenshot}")
         if result.run_dir is not None:
             lines.append(f"  run folder: {result.run_dir}")
-        return "\n".join(lines)
+        # Task names, screen text and model answers may hold escape sequences: show, never obey.
+        return "\n".join(printable(line) for line in lines)
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, 0, f"task file: {self.task.name}"
