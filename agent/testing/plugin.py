@@ -18,7 +18,7 @@ import argparse
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -232,7 +232,7 @@ def desktop(request: pytest.FixtureRequest) -> Iterator[Desktop]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
-                              ) -> Iterator[Any]:
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Keep the call phase's report on the item, for the fixture's teardown to read."""
     report = yield
     if report.when == "call":
