@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
@@ -29,6 +30,20 @@ CLS_MODEL = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
 
 CONTEXT_MARGIN = 16   # pixels read around a region, so text at its edge is seen whole
 MIN_CROP_SIDE = 128   # the detector misses small glyphs in smaller crops
+
+# A full-screen read detects text band by band: full-width bands with BAND_CORE rows of their
+# own and BAND_MARGIN rows of overlap above and below, so every line up to 2 * BAND_MARGIN
+# pixels tall lies whole inside the band that owns its centre. Why bands: the detector's
+# response to small text depends on the whole image it is given (on a 1920x1080 screen with a
+# small dialog, zenity's "No" scored 0.25 against the 0.4 threshold and was dropped, while a
+# band around the dialog scores it 0.99), and a band that did not change since the last read
+# need not be read again.
+BAND_CORE = 192
+BAND_MARGIN = 32
+# rapidocr pads images wider than this many heights; a band is made tall enough to avoid it.
+BAND_MAX_RATIO = 8
+REC_CACHE_SIZE = 4096  # recognized line crops kept for reuse (a few screens' worth)
+MAX_SIDE = 8192  # detect at the image's own scale up to an 8K screen's width
 
 
 class OcrError(RuntimeError):
@@ -119,21 +134,90 @@ def _check_image(rgb: np.ndarray) -> None:
                          f"{getattr(rgb, 'shape', None)} {getattr(rgb, 'dtype', type(rgb))}")
 
 
+@dataclass(frozen=True, slots=True)
+class Band:
+    """One band of a full read: the rows it owns and the rows it is read with."""
+
+    core_top: int
+    core_bottom: int
+    read_top: int
+    read_bottom: int
+
+
+def bands(width: int, height: int) -> list[Band]:
+    """The bands a ``width`` x ``height`` image is read in (their cores tile it exactly)."""
+    read = max(BAND_CORE + 2 * BAND_MARGIN, -(-width // BAND_MAX_RATIO))
+    read = -(-read // 32) * 32
+    core = read - 2 * BAND_MARGIN
+    out = []
+    for top in range(0, height, core):
+        bottom = min(top + core, height)
+        out.append(Band(top, bottom, max(top - BAND_MARGIN, 0),
+                        min(bottom + BAND_MARGIN, height)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Band:
+    core_top: int
+    core_bottom: int
+    read_top: int
+    read_bottom: int
+    width: int
+    digest: str
+    lines: tuple[TextLine, ...]
+
+
+@dataclass
+class ReadStats:
+    """What the reader did and what it reused, counted since it was made."""
+
+    bands_read: int = 0
+    bands_reused: int = 0
+    crops_recognized: int = 0
+    crops_reused: int = 0
+    regions_reused: int = 0
+
+
+@dataclass(slots=True)
+class _Placed:
+    """The two fields of a recognition result that rapidocr's word placer reads."""
+
+    txts: tuple[str, ...]
+    word_results: tuple[Any, ...]
+
+
+def _digest(pixels: np.ndarray) -> str:
+    digest = hashlib.blake2b(str(pixels.shape).encode(), digest_size=16)
+    digest.update(np.ascontiguousarray(pixels).data)
+    return digest.hexdigest()
+
+
 class RapidOcrReader:
     """Offline OCR with rapidocr (PP-OCRv6 small on onnxruntime), built at the first read.
 
     ``model_dir`` holds the ONNX files; by default the ones shipped in the rapidocr wheel.
     Lines recognized with a confidence below ``min_score`` are dropped. A region is read with
     a little context around it (:func:`context_crop`) and only lines centred in it are kept.
+
+    A full read goes band by band (:func:`bands`). With ``incremental`` (the default) the
+    reader keeps the last full read: bands whose pixels are unchanged keep their lines, line
+    crops seen before keep their recognition, and a region read inside unchanged bands is
+    answered from the last read. The result is the same as reading everything again.
     Nothing is downloaded and nothing is printed: rapidocr's log records go through Python
     logging (logger ``"RapidOCR"``) at ERROR and above.
     """
 
-    def __init__(self, *, model_dir: Path | None = None, min_score: float = 0.5) -> None:
+    def __init__(self, *, model_dir: Path | None = None, min_score: float = 0.5,
+                 incremental: bool = True) -> None:
         self._model_dir = model_dir
         self._min_score = min_score
+        self.incremental = incremental
+        self.stats = ReadStats()
         self._engine: RapidOCR | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._bands: dict[int, _Band] = {}
+        self._recognized: dict[str, tuple[str, float, Any]] = {}
 
     @property
     def name(self) -> str:
@@ -144,29 +228,153 @@ class RapidOcrReader:
         """Read the lines of ``rgb``, or those centred in ``region``; boxes in image pixels."""
         _check_image(rgb)
         height, width = rgb.shape[:2]
-        want = None if region is None else clip_region(region, width, height)
-        x0, y0, x1, y1 = (0, 0, width, height) if want is None \
-            else context_crop(want, width, height)
+        with self._lock:
+            if region is None:
+                lines = self._read_bands(rgb)
+                log.debug("read %d lines in a %dx%d image (%s)", len(lines), width, height,
+                          self.stats)
+                return lines
+            want = clip_region(region, width, height)
+            known = self._known_lines(rgb, context_crop(want, width, height))
+            if known is not None:
+                self.stats.regions_reused += 1
+                return [line for line in known if box_centre_inside(line.box, want)]
+            return self._read_crop(rgb, want)
+
+    def forget(self) -> None:
+        """Drop what earlier reads left behind (bands and recognized crops)."""
+        with self._lock:
+            self._bands.clear()
+            self._recognized.clear()
+
+    def _read_crop(self, rgb: np.ndarray, want: PixelBox) -> list[TextLine]:
+        height, width = rgb.shape[:2]
+        x0, y0, x1, y1 = context_crop(want, width, height)
         # rapidocr treats a 3-channel ndarray as OpenCV BGR (LoadImage.convert_img converts
         # only files and PIL images), so the channels are swapped here; the copy also makes a
         # read-only or cropped (non-contiguous) view into a fresh contiguous array.
         bgr = np.ascontiguousarray(rgb[y0:y1, x0:x1, ::-1])
+        result = self._call(bgr, use_det=True, use_rec=True, return_word_box=True)
+        lines = [line for line in _lines(result, (x0, y0), width, height)
+                 if box_centre_inside(line.box, want)]
+        log.debug("read %d lines in a %dx%d crop", len(lines), x1 - x0, y1 - y0)
+        return lines
+
+    def _read_bands(self, rgb: np.ndarray) -> list[TextLine]:
+        """The whole image, band by band; a band whose pixels did not change since the last
+        read keeps the lines read then (identical to reading it again: detection and
+        recognition are deterministic, and each line crop is recognized on its own)."""
+        height, width = rgb.shape[:2]
+        out: list[TextLine] = []
+        seen: dict[int, _Band] = {}
+        for band in bands(width, height):
+            pixels = rgb[band.read_top:band.read_bottom]
+            digest = _digest(pixels)
+            old = self._bands.get(band.core_top)
+            if self.incremental and old is not None and old.digest == digest \
+                    and old.width == width and old.read_bottom == band.read_bottom:
+                self.stats.bands_reused += 1
+                kept = old
+            else:
+                self.stats.bands_read += 1
+                kept = _Band(band.core_top, band.core_bottom, band.read_top, band.read_bottom,
+                             width, digest, tuple(self._read_band(pixels, band, width, height)))
+            seen[band.core_top] = kept
+            out.extend(kept.lines)
+        self._bands = seen
+        return out
+
+    def _read_band(self, pixels: np.ndarray, band: Band, width: int,
+                   height: int) -> list[TextLine]:
+        from rapidocr.utils.process_img import get_rotate_crop_image
+
+        bgr = np.ascontiguousarray(pixels[:, :, ::-1])
+        found = self._call(bgr, use_det=True, use_rec=False, return_word_box=False)
+        quads = getattr(found, "boxes", None)
+        if quads is None or len(quads) == 0:
+            return []
+        lines = []
+        for quad in quads:
+            cy = float(np.mean(quad[:, 1])) + band.read_top
+            if not band.core_top <= cy < band.core_bottom:
+                continue  # a line owned by the band above or below
+            points = np.asarray(quad, dtype=np.float32).copy()
+            crop = get_rotate_crop_image(bgr, points.copy())
+            if crop.size == 0:
+                continue
+            line = self._recognize(crop, points, band.read_top, width, height)
+            if line is not None:
+                lines.append(line)
+        return lines
+
+    def _recognize(self, crop: np.ndarray, quad: np.ndarray, dy: int, width: int,
+                   height: int) -> TextLine | None:
+        """One line crop recognized on its own (a batch of one, so its result never depends
+        on the other crops), or its earlier result when these exact pixels were seen."""
+        from rapidocr.cal_rec_boxes.main import CalRecBoxes
+
+        key = _digest(crop)
+        rec = self._recognized.get(key) if self.incremental else None
+        if rec is None:
+            self.stats.crops_recognized += 1
+            result = self._call(np.ascontiguousarray(crop), use_det=False, use_rec=True,
+                                return_word_box=True)
+            txts = getattr(result, "txts", None) or ("",)
+            scores = getattr(result, "scores", None) or (0.0,)
+            infos = getattr(result, "word_results", None) or (None,)
+            rec = (str(txts[0]), float(scores[0]), infos[0])
+            if self.incremental:
+                if len(self._recognized) >= REC_CACHE_SIZE:
+                    self._recognized.pop(next(iter(self._recognized)))
+                self._recognized[key] = rec
+        else:
+            self.stats.crops_reused += 1
+        text, score, info = rec
+        if not text.strip() or score < self._min_score:
+            return None
+        words: tuple[TextBox, ...] = ()
+        if info is not None:
+            placed = _Placed(txts=(text,), word_results=(info,))
+            try:
+                boxed: Any = CalRecBoxes()([crop], quad[None], placed)  # type: ignore[arg-type]
+                words = tuple(TextBox(str(t), _shift(q, 0, dy, width, height), float(s))
+                              for t, s, q in boxed.word_results[0] if q is not None)
+            except (ValueError, IndexError, TypeError) as exc:  # a line without word geometry
+                log.debug("no word boxes for %r: %s", text, exc)
+        if words and not _words_spell([(w.text, w.score, None) for w in words], text):
+            words = ()
+        return TextLine(text, _shift(quad, 0, dy, width, height), score, words)
+
+    def _known_lines(self, rgb: np.ndarray, area: PixelBox) -> list[TextLine] | None:
+        """The lines of the last full read in ``area``, when every band it touches still
+        holds the same pixels; None when the area must be read."""
+        if not self.incremental or not self._bands:
+            return None
+        height, width = rgb.shape[:2]
+        out: list[TextLine] = []
+        for band in self._bands.values():
+            if band.read_bottom <= area[1] - BAND_MARGIN or band.read_top >= area[3] + BAND_MARGIN:
+                continue
+            if band.width != width or band.read_bottom > height or \
+                    _digest(rgb[band.read_top:band.read_bottom]) != band.digest:
+                return None
+            out.extend(band.lines)
+        return out
+
+    def _call(self, bgr: np.ndarray, *, use_det: bool, use_rec: bool,
+              return_word_box: bool) -> Any:
         engine = self._engine_once()
         try:
-            result = engine(bgr, return_word_box=True)
+            # Every switch is passed on every call: rapidocr keeps the last ones as state.
+            return engine(bgr, use_det=use_det, use_cls=False, use_rec=use_rec,
+                          return_word_box=return_word_box)
         except Exception as exc:  # whatever onnxruntime or rapidocr raise: one error type out
-            raise OcrError(f"rapidocr failed to read a {x1 - x0}x{y1 - y0} image: {exc}") from exc
-        lines = _lines(result, (x0, y0), width, height)
-        if want is not None:
-            lines = [line for line in lines if box_centre_inside(line.box, want)]
-        log.debug("read %d lines in a %dx%d image", len(lines), x1 - x0, y1 - y0)
-        return lines
+            raise OcrError(f"rapidocr failed to read a {bgr.shape[1]}x{bgr.shape[0]} image: "
+                           f"{exc}") from exc
 
     def _engine_once(self) -> RapidOCR:
         if self._engine is None:
-            with self._lock:
-                if self._engine is None:
-                    self._engine = self._build()
+            self._engine = self._build()
         return self._engine
 
     def _build(self) -> RapidOCR:
@@ -192,7 +400,9 @@ class RapidOcrReader:
             # blown up to 736 pixels: a 320x430 crop was read at 736x990, slower than needed,
             # and a region read now boxes text as a full-screen read does.
             "Det.limit_type": "max",
-            "Det.limit_side_len": 2000,
+            "Det.limit_side_len": MAX_SIDE,
+            # ... and never shrink a wide 4K band before detecting (rapidocr's own cap is 2000).
+            "Global.max_side_len": MAX_SIDE,
             # xcalc's lone "+" and "-" score just under the default 0.5 as boxes; at 0.4 a
             # full-screen read finds the same 62 lines as at 0.5.
             "Det.box_thresh": 0.4,
@@ -291,5 +501,6 @@ class FakeReader:
         return [line for line in self.lines if box_centre_inside(line.box, clipped)]
 
 
-__all__ = ["FakeReader", "OcrError", "PixelBox", "RapidOcrReader", "TextBox", "TextLine",
-           "TextReader", "box_centre_inside", "clip_region", "context_crop", "quad_to_box"]
+__all__ = ["Band", "FakeReader", "OcrError", "PixelBox", "RapidOcrReader", "ReadStats",
+           "TextBox", "TextLine", "TextReader", "bands", "box_centre_inside", "clip_region",
+           "context_crop", "quad_to_box"]

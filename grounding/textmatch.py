@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -20,6 +21,23 @@ _SEEN = 5
 # OCR confusions folded away before fuzzy comparison (on casefolded text): xcalc's "log" reads
 # as "1og", "/tmp" as "/tnp"; digits for letters are the common ones on UI fonts.
 _CONFUSIONS = str.maketrans({"0": "o", "1": "l", "|": "l", "5": "s"})
+
+# Symbols that look alike on screen, and OCR's misreads of them, folded to one ASCII form in
+# the folded tier (after NFKC, which turns full-width forms such as U+FF1D and U+FF08 into ASCII).
+# Calculators label multiply with the multiplication sign or "*", divide with the division
+# sign or "/", minus with U+2212 or "-"; the recognizer, trained mostly on Chinese, reads "="
+# as the ideograph for two (U+4E8C) and "+" as the one for ten (U+5341).
+LOOKALIKES: dict[str, str] = {
+    "\N{MULTIPLICATION SIGN}": "*", "\N{MULTIPLICATION X}": "*",
+    "\N{HEAVY MULTIPLICATION X}": "*", "\N{ASTERISK OPERATOR}": "*", "\N{DOT OPERATOR}": "*",
+    "\N{MIDDLE DOT}": "*",
+    "\N{DIVISION SIGN}": "/", "\N{DIVISION SLASH}": "/", "\N{FRACTION SLASH}": "/",
+    "\N{MINUS SIGN}": "-", "\N{EN DASH}": "-", "\N{EM DASH}": "-", "\N{HYPHEN}": "-",
+    "\N{NON-BREAKING HYPHEN}": "-", "\N{FIGURE DASH}": "-", "\N{CJK UNIFIED IDEOGRAPH-4E00}": "-",
+    "\N{CJK UNIFIED IDEOGRAPH-4E8C}": "=", "\N{GETA MARK}": "=",
+    "\N{CJK UNIFIED IDEOGRAPH-5341}": "+",
+}
+_LOOKALIKE_TABLE = str.maketrans(LOOKALIKES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +85,11 @@ def find_text(lines: Sequence[TextLine], query: str, *, region: PixelBox | None 
 
     Candidates are whole lines, words and runs of consecutive words (boxed by their union),
     kept when their centre is inside ``region``. The first tier with a match wins: exact
-    text, then casefolded text with whitespace collapsed, then fuzzy (difflib ratio at least
-    ``fuzzy_cutoff`` against candidates with one word more or less, after folding common OCR
-    confusions such as "1" for "l"). Candidates at one place count once. Several exact or
-    casefold places, or fuzzy ones within 0.02 of the best, raise AmbiguousText.
+    text, then folded text (:func:`fold_text`: case, full-width forms and lookalike symbols
+    such as the multiplication sign for "*", whitespace collapsed), then fuzzy (difflib
+    ratio at least ``fuzzy_cutoff`` against candidates with one word more or less, after
+    folding common OCR confusions such as "1" for "l"). Candidates at one place count once.
+    Several exact or folded places, or fuzzy ones within 0.02 of the best, raise AmbiguousText.
     """
     wanted = query.strip()
     if not wanted:
@@ -83,8 +102,8 @@ def find_text(lines: Sequence[TextLine], query: str, *, region: PixelBox | None 
     exact = [(c, 1.0) for c in candidates if c.text.strip() == wanted]
     if exact:
         return _one(_dedupe(exact, "exact"), query, region)
-    folded = _fold(wanted)
-    same = [(c, 1.0) for c in candidates if _fold(c.text) == folded]
+    folded = fold_text(wanted)
+    same = [(c, 1.0) for c in candidates if fold_text(c.text) == folded]
     if same:
         return _one(_dedupe(same, "casefold"), query, region)
 
@@ -146,13 +165,23 @@ def _closest(fuzzy_query: str, candidates: list[_Candidate]) -> tuple[str, ...]:
     return tuple(ranked[:_SEEN])
 
 
-def _fold(text: str) -> str:
-    return " ".join(text.casefold().split())
+def fold_text(text: str) -> str:
+    """``text`` as the folded tier compares it: NFKC, case folded, lookalike symbols made one,
+    whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold()
+                    .translate(_LOOKALIKE_TABLE).split())
+
+
+def same_text(a: str, b: str) -> bool:
+    """Whether two labels read the same once folded (U+00D7 and ``"*"`` do)."""
+    return fold_text(a) == fold_text(b)
+
+
 
 
 def _fuzzy_key(text: str) -> str:
     # "rn" read for "m" is folded too, after the per-character table.
-    return _fold(text).translate(_CONFUSIONS).replace("rn", "m")
+    return fold_text(text).translate(_CONFUSIONS).replace("rn", "m")
 
 
 def _ratio(fuzzy_query: str, text: str) -> float:
@@ -191,4 +220,5 @@ def _quote(text: str) -> str:
     return f'"{text}"'
 
 
-__all__ = ["AmbiguousText", "TextLookupError", "TextMatch", "TextNotFound", "find_text"]
+__all__ = ["LOOKALIKES", "AmbiguousText", "TextLookupError", "TextMatch", "TextNotFound",
+           "find_text", "fold_text", "same_text"]
