@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -199,23 +200,74 @@ def wait_for_window(display: str, name: str, timeout_s: float = 10.0) -> str:
 
 
 @contextlib.contextmanager
-def run_display(*, new: bool, size: tuple[int, int]) -> Iterator[tuple[str, bool]]:
-    """Yield ``(display, started)``: ``$DISPLAY`` unless ``new`` or unset, else a fresh Xvfb.
+def session_bus(display: str) -> Iterator[str | None]:
+    """A private D-Bus session bus for the apps on ``display``; yields its address, or None
+    when dbus-daemon is not installed (apps then run without accessibility, as before).
 
-    ``DISPLAY`` is pointed at the display for the duration, so the input device and the
-    capture backend (which read it when first used) act on the same screen.
+    GTK and Qt apps publish their accessibility trees through it: the bus starts AT-SPI's
+    bus launcher on demand. The bus, and what it starts, live in a private runtime directory
+    (0700) and in a process group of their own, stopped together on the way out.
+    """
+    exe = shutil.which("dbus-daemon")
+    if exe is None:
+        log.info("dbus-daemon is not installed: no accessibility tree on %s", display)
+        yield None
+        return
+    runtime = Path(tempfile.mkdtemp(prefix="deskpilot-bus-"))
+    # The accessibility bus launcher puts its socket under XDG_RUNTIME_DIR: a private one
+    # keeps parallel runs from sharing (or stealing) one accessibility bus.
+    env = {**display_env(display), "XDG_RUNTIME_DIR": str(runtime)}
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        [exe, "--session", "--nofork", "--nopidfile", f"--address=unix:path={runtime}/bus",
+         f"--print-address={write_fd}"],
+        pass_fds=(write_fd,), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd) as pipe:
+            address = pipe.readline().strip()
+        if not address:
+            log.warning("dbus-daemon exited without an address: no accessibility tree")
+            yield None
+        else:
+            log.info("session bus for %s at %s", display, address)
+            yield address
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # the bus and the services it started
+        stop_process(proc)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+ENV_BUS = "DBUS_SESSION_BUS_ADDRESS"
+ENV_NO_BRIDGE = "NO_AT_BRIDGE"  # set by some CI images; it turns GTK's accessibility off
+
+
+@contextlib.contextmanager
+def run_display(*, new: bool, size: tuple[int, int]) -> Iterator[tuple[str, bool]]:
+    """Yield ``(display, started)``: ``$DISPLAY`` unless ``new`` or unset, else a fresh Xvfb
+    with a private session bus (so the apps on it publish their accessibility trees).
+
+    ``DISPLAY`` (and ``DBUS_SESSION_BUS_ADDRESS`` for a fresh display) are pointed at them for
+    the duration, so the input device, the capture backend and launched apps use the same.
     """
     current = os.environ.get("DISPLAY")
     if current and not new:
         yield current, False
         return
-    with xvfb(*size) as name:
+    saved = {name: os.environ.get(name) for name in ("DISPLAY", ENV_BUS, ENV_NO_BRIDGE)}
+    with xvfb(*size) as name, session_bus(name) as bus:
         log.info("started Xvfb %s at %dx%d", name, *size)
         os.environ["DISPLAY"] = name
+        if bus is not None:
+            os.environ[ENV_BUS] = bus
+            os.environ.pop(ENV_NO_BRIDGE, None)
         try:
             yield name, True
         finally:
-            if current is None:
-                os.environ.pop("DISPLAY", None)
-            else:
-                os.environ["DISPLAY"] = current
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
