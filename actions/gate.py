@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from deskpilot.actions.approval import Approver
 from deskpilot.actions.categories import REFUSAL_CATEGORIES
 from deskpilot.actions.parse import ActionError
-from deskpilot.actions.policy import Concern, Policy
+from deskpilot.actions.policy import Concern, KnownText, Policy
 from deskpilot.actions.redaction import NO_SECRETS, Redaction
 from deskpilot.actions.resolved import Resolved
 from deskpilot.actions.types import AnyAction, Hold, Key, Type, summarize
@@ -50,10 +50,14 @@ class Gate:
     record: IncidentLog | None = None  # None: incidents are only logged
     secrets: Redaction = NO_SECRETS  # values never written to an incident
 
-    def check(self, resolved: Resolved, frame: Frame | None) -> Concern | None:
-        """None when the action may run now; otherwise the concern that stopped it."""
+    def check(self, resolved: Resolved, frame: Frame | None,
+              known: KnownText | None = None) -> Concern | None:
+        """None when the action may run now; otherwise the concern that stopped it.
+
+        ``known`` is the text the step already read where it clicks (it is not read again).
+        """
         summary = self.secrets.text(summarize(resolved.action))
-        review = self.policy.review(resolved, frame)
+        review = self.policy.review(resolved, frame, known)
         if review.refusals:
             return self._incident(review.refusals[0], summary, "refused")
         focus = self.policy.focus_token()

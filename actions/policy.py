@@ -28,7 +28,7 @@ from deskpilot.actions.text import shorten
 from deskpilot.actions.types import AnyAction, Click, Drag, Hold, Key, Type
 from deskpilot.grounding.capture import Frame
 from deskpilot.grounding.geometry import PixelBox, Point
-from deskpilot.grounding.ocr import OcrError, TextLine, TextReader, clip_region
+from deskpilot.grounding.ocr import OcrError, TextLine, TextReader, box_centre_inside, clip_region
 from deskpilot.grounding.windows import WindowInfo, WindowProbe, WindowProbeError
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,33 @@ class Concern:
 
     category: Category
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class KnownText:
+    """What the step that grounded a click already knows of the text there, so the gate does
+    not read the same pixels again.
+
+    ``lines`` are every line read inside ``area`` (frame pixels) on the frame the click was
+    decided on. ``label`` is the clicked element's own name when the accessibility tree gave
+    it (then it is the label judged), and ``dialog`` the texts of that element's window (then
+    they are the dialog an affirmative answers). Whatever ``area`` does not cover is read.
+    """
+
+    lines: tuple[TextLine, ...] = ()
+    area: PixelBox = (0, 0, 0, 0)
+    label: str | None = None
+    dialog: tuple[str, ...] | None = None
+
+    def covers(self, region: PixelBox) -> bool:
+        """Whether every line in ``region`` is among :attr:`lines`."""
+        a = self.area
+        return a[0] <= region[0] and a[1] <= region[1] and region[2] <= a[2] \
+            and region[3] <= a[3]
+
+    def lines_in(self, region: PixelBox) -> list[TextLine]:
+        """The known lines centred in ``region``."""
+        return [line for line in self.lines if box_centre_inside(line.box, region)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,14 +341,16 @@ class Policy:
         if text and key != _UNKNOWN_FOCUS:
             self._typed[key] = (self._typed.get(key, "") + text)[-TYPED_MEMORY:]
 
-    def review(self, resolved: Resolved, frame: Frame | None) -> Review:
+    def review(self, resolved: Resolved, frame: Frame | None,
+               known: KnownText | None = None) -> Review:
         """Refusals and approvals for one action, decided before any input is sent.
 
         ``frame`` is the screenshot the action was decided on; the text around a click is read
-        from it. Window-system errors fail closed: a refusal when the scope names windows, an
-        approval when the focus cannot be told before typing.
+        from it, except what ``known`` already holds. Window-system errors fail closed: a
+        refusal when the scope names windows, an approval when the focus cannot be told before
+        typing.
         """
-        review = _Reviewer(self, resolved, frame)
+        review = _Reviewer(self, resolved, frame, known)
         refusals = review.refusals()
         approvals = [c for c in review.approvals() if c.category not in self.allow]
         seen: set[Category] = set()
@@ -383,11 +412,13 @@ TYPED_MEMORY = 512  # characters of typed text remembered per window
 class _Reviewer:
     """The checks for one action; looks the focused window up at most once."""
 
-    def __init__(self, policy: Policy, resolved: Resolved, frame: Frame | None) -> None:
+    def __init__(self, policy: Policy, resolved: Resolved, frame: Frame | None,
+                 known: KnownText | None = None) -> None:
         self.policy = policy
         self.resolved = resolved
         self.action: AnyAction = resolved.action
         self.frame = frame
+        self.known = known
         self._focus: tuple[WindowInfo | None, str | None] | None = None
 
     def _wants(self, category: Category) -> bool:
@@ -581,21 +612,28 @@ class _Reviewer:
                                f'("{word}")'))
         # A drag acts where it is released (a drop on "Trash"); a click where it presses.
         point = self.resolved.points[-1] if self.resolved.points else None
-        if point is not None and self.policy.reader is not None and self.frame is not None:
+        can_read = self.policy.reader is not None or self.known is not None
+        if point is not None and can_read and self.frame is not None:
             concern = self._read_click(self.policy.reader, self.frame, point)
             if concern is not None:
                 out.append(concern)
         return out
 
-    def _read_click(self, reader: TextReader, frame: Frame, point: Point) -> Concern | None:
+    def _read_click(self, reader: TextReader | None, frame: Frame,
+                    point: Point) -> Concern | None:
         screen = frame.screen
         if not screen.contains(point):
             return None
         px = (point.x - screen.left) * screen.scale
         py = (point.y - screen.top) * screen.scale
+        known = self.known
         try:
-            lines = _read_around(reader, frame, px, py, CLICK_READ)
-            label = _label_at(lines, px, py, _ON_TEXT_MARGIN * screen.scale)
+            if known is not None and known.label is not None:
+                label: _Label | None = _Label((known.label,), affirmative(known.label),
+                                              known.label)
+            else:
+                lines = _read_around(reader, frame, px, py, half=CLICK_READ, known=known)
+                label = _label_at(lines, px, py, _ON_TEXT_MARGIN * screen.scale)
             if label is None:
                 return None
             for text in label.judged:
@@ -603,11 +641,14 @@ class _Reviewer:
                     return Concern(Category.SENSITIVE_CLICKS,
                                    f'the click lands on "{_one_line(label.shown)}" ("{word}")')
             if label.affirmative:
-                for line in _read_around(reader, frame, px, py, DIALOG_READ):
-                    if word := consequential(line.text):
+                dialog = known.dialog if known is not None and known.dialog is not None else \
+                    [line.text for line in _read_around(reader, frame, px, py,
+                                                        half=DIALOG_READ, known=known)]
+                for text in dialog:
+                    if word := consequential(text):
                         return Concern(Category.SENSITIVE_CLICKS,
                                        f'the click on "{_one_line(label.shown)}" answers "'
-                                       f'{_one_line(line.text)}" ("{word}")')
+                                       f'{_one_line(text)}" ("{word}")')
         except OcrError as exc:
             return Concern(Category.SENSITIVE_CLICKS, f"cannot read the text under the click "
                                                       f"({exc}); it may be consequential")
@@ -660,14 +701,19 @@ def _nearest(parts: list[Element], px: float, py: float, margin: float) -> Eleme
     return min(parts, key=lambda part: _distance(part.box, px, py))
 
 
-def _read_around(reader: TextReader, frame: Frame, px: float, py: float,
-                 half: tuple[int, int]) -> list[TextLine]:
-    """The lines read in a box of ``half`` points each way around pixel (px, py), clipped."""
+def _read_around(reader: TextReader | None, frame: Frame, px: float, py: float, *,
+                 half: tuple[int, int], known: KnownText | None = None) -> list[TextLine]:
+    """The lines in a box of ``half`` points each way around pixel (px, py), clipped: taken
+    from ``known`` when it covers the box, else read (OcrError without a reader)."""
     scale = frame.screen.scale
     hx, hy = half[0] * scale, half[1] * scale
     height, width = frame.rgb.shape[:2]
     region = clip_region((math.floor(px - hx), math.floor(py - hy),
                           math.ceil(px + hx) + 1, math.ceil(py + hy) + 1), width, height)
+    if known is not None and known.covers(region):
+        return known.lines_in(region)
+    if reader is None:
+        raise OcrError("no reader to read the text around the click")
     return reader.read(frame.rgb, region)
 
 
@@ -704,5 +750,5 @@ def _one_line(text: str, limit: int = 60) -> str:
     return shorten(" ".join(text.split()), limit)
 
 
-__all__ = ["CLICK_READ", "DIALOG_READ", "Concern", "Policy", "PolicyDenied", "Review", "Scope",
-           "key_text", "secret_spans", "shows_prompt"]
+__all__ = ["CLICK_READ", "DIALOG_READ", "Concern", "KnownText", "Policy", "PolicyDenied",
+           "Review", "Scope", "key_text", "secret_spans", "shows_prompt"]

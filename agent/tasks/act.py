@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
+from deskpilot.actions.policy import KnownText
 from deskpilot.actions.types import MAX_TYPE_CHARS, Click, Key, Scroll, Type
 from deskpilot.agent.tasks.cache import CacheMode, Hit, Stale, cache_key, replay
 from deskpilot.agent.tasks.kit import (
@@ -21,13 +23,22 @@ from deskpilot.agent.tasks.kit import (
 )
 from deskpilot.agent.tasks.results import Source
 from deskpilot.agent.tasks.spec import ClickSpec, ScrollSpec, Step
+from deskpilot.grounding.a11y import (
+    A11yElement,
+    A11yError,
+    A11yLookupError,
+    element_at,
+    find_element,
+)
 from deskpilot.grounding.capture import Frame
 from deskpilot.grounding.geometry import PixelBox, Region
 from deskpilot.grounding.ocr import TextLine, clip_region
 from deskpilot.grounding.preprocess import prepare
 from deskpilot.grounding.template import FlatSnippet, cut
-from deskpilot.grounding.textmatch import TextLookupError, find_text
+from deskpilot.grounding.textmatch import TextLookupError, find_text, same_text
 from deskpilot.models import asks
+
+log = logging.getLogger(__name__)
 
 
 def _read_text(ctx: StepContext, draft: Draft, frame: Frame, query: str,
@@ -41,6 +52,64 @@ def _read_text(ctx: StepContext, draft: Draft, frame: Frame, query: str,
     draft.source = Source.OCR
     draft.message = f"found {match.text!r} ({match.how}, score {match.score:.2f})"
     return match.box, match.text
+
+
+def _elements(ctx: StepContext, draft: Draft, frame: Frame) -> list[A11yElement] | None:
+    """The accessibility tree's elements with boxes in frame pixels; None without a tree."""
+    if ctx.a11y is None:
+        return None
+    t = time.perf_counter()
+    try:
+        found = ctx.a11y.elements(frame.rgb)
+    except A11yError as exc:
+        log.info("the accessibility tree did not answer: %s", exc)
+        return None
+    finally:
+        lap(draft, "a11y", t)
+    screen = frame.screen
+    out = []
+    for e in found:
+        x1, y1, x2, y2 = (round((e.box[0] - screen.left) * screen.scale),
+                          round((e.box[1] - screen.top) * screen.scale),
+                          round((e.box[2] - screen.left) * screen.scale),
+                          round((e.box[3] - screen.top) * screen.scale))
+        x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, frame.width), min(y2, frame.height)
+        if x2 > x1 and y2 > y1:
+            out.append(A11yElement(e.name, e.role, e.states, (x1, y1, x2, y2), e.window))
+    return out
+
+
+def _known_element(element: A11yElement, elements: list[A11yElement]) -> KnownText:
+    """What the gate needs of an element the tree gave: its name, and its window's texts."""
+    dialog = tuple(e.name for e in elements if e.window == element.window)
+    return KnownText((TextLine(element.name, element.box, 1.0),), element.box,
+                     label=element.name, dialog=dialog)
+
+
+def _find_a11y(ctx: StepContext, draft: Draft, frame: Frame, name: str, *, role: str | None,
+               region: PixelBox | None, required: bool) -> tuple[PixelBox, str] | None:
+    """Ground ``name`` (and ``role``) on the accessibility tree; None when it cannot say and
+    the step may read pixels instead (``required`` turns that into a failed step)."""
+    elements = _elements(ctx, draft, frame)
+    if elements is None:
+        if required:
+            raise TargetMissing("no accessibility tree on this display (the app does not "
+                                "publish one, or there is no session bus); use text: for OCR")
+        return None
+    try:
+        element = find_element(elements, name, role=role, region=region)
+    except A11yLookupError as exc:
+        draft.candidates += tuple(f"{e.step()} at {e.box} (a11y)" for e in exc.candidates)
+        draft.outline += tuple((e.box, e.name) for e in exc.candidates)
+        several = len(exc.candidates) > 1 and all(same_text(e.name, name)
+                                                  for e in exc.candidates)
+        if required or several:
+            raise TargetMissing(str(exc)) from None
+        return None
+    draft.source = Source.A11Y
+    draft.known = _known_element(element, elements)
+    draft.message = f"found {element.role} {element.name!r} in the accessibility tree"
+    return element.box, element.name
 
 
 def _locate(ctx: StepContext, draft: Draft, frame: Frame, target: str,
@@ -69,8 +138,10 @@ def _locate(ctx: StepContext, draft: Draft, frame: Frame, target: str,
 
 
 def _ground(ctx: StepContext, draft: Draft, frame: Frame, *, text: str | None,
-            target: str | None, region: PixelBox | None, key_text: str) -> PixelBox:
-    """A target's box: a verified cache entry, else fresh OCR or model grounding (then cached)."""
+            target: str | None, region: PixelBox | None, key_text: str,
+            name: str | None = None, role: str | None = None) -> PixelBox:
+    """A target's box: a verified cache entry, else fresh grounding (then cached): the
+    accessibility tree for a name, the tree and then OCR for text, the model for a target."""
     key = cache_key(ctx.task.name, key_text, (frame.width, frame.height))
     note = ""
     if ctx.cache.mode is not CacheMode.OFF:
@@ -79,7 +150,7 @@ def _ground(ctx: StepContext, draft: Draft, frame: Frame, *, text: str | None,
         lap(draft, "cache", t)
         if isinstance(outcome, Hit):
             located = outcome.located
-            wrong = _label_changed(ctx, draft, frame, located.box, text=text,
+            wrong = _label_changed(ctx, draft, frame, located.box, text=text or name,
                                    grounded_on=outcome.grounded_on)
             if wrong is None:
                 draft.source = Source.CACHE
@@ -93,8 +164,16 @@ def _ground(ctx: StepContext, draft: Draft, frame: Frame, *, text: str | None,
                 raise TargetMissing(f"cached target not verified on screen: {outcome.reason}; "
                                  "refusing to click (cache is read-only)")
             note = f"; cache entry stale ({outcome.reason}), grounded again"
-    if text is not None:
-        box, grounded_on = _read_text(ctx, draft, frame, text, region)
+    if name is not None:
+        found = _find_a11y(ctx, draft, frame, name, role=role, region=region,
+                           required=True)
+        if found is None:  # required: a miss raised already
+            raise TargetMissing(f"no accessible element {name!r}")
+        box, grounded_on = found
+    elif text is not None:
+        found = _find_a11y(ctx, draft, frame, text, role=None, region=region,
+                           required=False)
+        box, grounded_on = found or _read_text(ctx, draft, frame, text, region)
     else:
         box = _locate(ctx, draft, frame, target or "", region)
         grounded_on = _label_on(ctx, draft, frame, box)
@@ -115,13 +194,21 @@ LABEL_MARGIN = 4  # pixels read around a target's box when its label is read aga
 
 
 def _label_on(ctx: StepContext, draft: Draft, frame: Frame, box: PixelBox) -> str:
-    """The text OCR reads on a target's box, in reading order ("" when there is none)."""
+    """The label on a target's box: the name of the accessible element there, else the text
+    OCR reads on it, in reading order ("" when there is none)."""
+    elements = _elements(ctx, draft, frame)
+    if elements:
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        element = element_at(elements, cx, cy)
+        if element is not None:
+            draft.known = _known_element(element, elements)
+            return element.name
     x1, y1, x2, y2 = box
+    area = clip_region((x1 - LABEL_MARGIN, y1 - LABEL_MARGIN, x2 + LABEL_MARGIN,
+                        y2 + LABEL_MARGIN), frame.width, frame.height)
     t = time.perf_counter()
     try:
-        lines = ctx.reader.read(frame.rgb, clip_region(
-            (x1 - LABEL_MARGIN, y1 - LABEL_MARGIN, x2 + LABEL_MARGIN, y2 + LABEL_MARGIN),
-            frame.width, frame.height))
+        lines = ctx.reader.read(frame.rgb, area)
     finally:
         lap(draft, "ocr", t)
     return " ".join(line.text for line in sorted(lines, key=lambda line: (line.box[1],
@@ -157,10 +244,12 @@ def click(spec: ClickSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
         draft.source, draft.message = Source.COORDS, f"at ({x}, {y})"
     else:
         text = ctx.text(spec.text) if spec.text is not None else None
+        name = ctx.text(spec.name) if spec.name is not None else None
         target = ctx.shown(spec.target) if spec.target is not None else None
-        key_text = f"text:{spec.text}" if spec.text is not None else f"target:{spec.target}"
+        key_text = f"text:{spec.text}" if spec.text is not None else \
+            f"name:{spec.name}/{spec.role}" if spec.name is not None else f"target:{spec.target}"
         box = _ground(ctx, draft, frame, text=text, target=target, region=region,
-                      key_text=f"{key_text}@{spec.region}")
+                      key_text=f"{key_text}@{spec.region}", name=name, role=spec.role)
     draft.box, draft.point = box, center(box)
     keep(ctx, draft, frame, f"step-{step.position + 1:03d}")
     act(ctx, draft, Click(action="click", box=point_box(box, frame), button=spec.button,

@@ -15,6 +15,7 @@ from pathlib import Path
 from deskpilot.actions.executor import InputDevice, execute
 from deskpilot.actions.gate import Gate, describe
 from deskpilot.actions.parse import ActionError
+from deskpilot.actions.policy import KnownText
 from deskpilot.actions.types import AnyAction
 from deskpilot.actions.validate import validate
 from deskpilot.agent.clock import Clock
@@ -24,6 +25,7 @@ from deskpilot.agent.settings import ModelSettings
 from deskpilot.agent.tasks.cache import GroundingCache
 from deskpilot.agent.tasks.results import Source
 from deskpilot.agent.tasks.spec import Task, substitute
+from deskpilot.grounding.a11y import CachedTree
 from deskpilot.grounding.capture import Frame, Screen
 from deskpilot.grounding.geometry import PixelBox, View
 from deskpilot.grounding.ocr import TextReader
@@ -97,6 +99,7 @@ class StepContext:
     deadline: float = float("inf")
     settle_s: float = 2.0
     gate: Gate | None = None  # the safety policy; None only in tests that do not need it
+    a11y: CachedTree | None = None  # the accessibility tree; None where there is none
 
     def text(self, template: str) -> str:
         """A spec string with variables filled in (secrets included: for typing only)."""
@@ -119,6 +122,11 @@ class Draft:
     diff: str | None = None
     model_text: str = ""
     candidates: tuple[str, ...] = ()
+    # Boxes (frame pixels) and texts of the nearest candidates, outlined on a failing step's
+    # screenshot; and the text the grounding already read at the target, for the gate.
+    outline: tuple[tuple[PixelBox, str], ...] = ()
+    known: KnownText | None = None
+    frame: Frame | None = None  # the last frame grabbed
     agent_steps: tuple[StepRecord, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -131,7 +139,31 @@ def grab(ctx: StepContext, draft: Draft) -> Frame:
     t = time.perf_counter()
     frame = ctx.screen.grab()
     lap(draft, "capture", t)
+    draft.frame = frame
     return frame
+
+
+OUTLINE = (255, 0, 255)  # magenta: rare on desktops
+
+
+def keep_candidates(ctx: StepContext, draft: Draft, name: str) -> None:
+    """Save the step's last frame with its nearest candidates outlined (a failing step)."""
+    if draft.frame is None or not draft.outline:
+        return
+    rgb = draft.frame.rgb.copy()
+    height, width = rgb.shape[:2]
+    for box, _ in draft.outline:
+        x1, y1 = max(box[0] - 2, 0), max(box[1] - 2, 0)
+        x2, y2 = min(box[2] + 2, width) - 1, min(box[3] + 2, height) - 1
+        if x2 <= x1 or y2 <= y1:
+            continue
+        rgb[y1:y1 + 2, x1:x2 + 1] = OUTLINE
+        rgb[y2 - 1:y2 + 1, x1:x2 + 1] = OUTLINE
+        rgb[y1:y2 + 1, x1:x1 + 2] = OUTLINE
+        rgb[y1:y2 + 1, x2 - 1:x2 + 1] = OUTLINE
+    t = time.perf_counter()
+    draft.screenshot = ctx.record.save_image(name, rgb)
+    lap(draft, "record", t)
 
 
 def keep(ctx: StepContext, draft: Draft, frame: Frame, name: str) -> None:
@@ -141,7 +173,10 @@ def keep(ctx: StepContext, draft: Draft, frame: Frame, name: str) -> None:
 
 
 def act(ctx: StepContext, draft: Draft, action: AnyAction, frame: Frame) -> None:
-    """Validate against the screen, send to the device, then wait for the screen to settle."""
+    """Validate against the screen, send to the device, then wait for the screen to settle.
+
+    The gate gets the text the step's grounding already read (``draft.known``), so it does
+    not read the same pixels again."""
     view = View.full(frame.screen, frame.width, frame.height)
     try:
         resolved = validate(action, view)
@@ -149,7 +184,7 @@ def act(ctx: StepContext, draft: Draft, action: AnyAction, frame: Frame) -> None
         raise ActionRefused(f"refused before acting: {exc}") from None
     if ctx.gate is not None:
         t = time.perf_counter()
-        blocked = ctx.gate.check(resolved, frame)
+        blocked = ctx.gate.check(resolved, frame, draft.known)
         lap(draft, "policy", t)
         if blocked is not None:
             raise ActionRefused(describe(blocked))
@@ -195,13 +230,18 @@ def read_text(ctx: StepContext, draft: Draft, frame: Frame, query: str,
     Raises :class:`AmbiguousText` (several places) or another :class:`TextLookupError`.
     """
     t = time.perf_counter()
+    lines = ctx.reader.read(frame.rgb, region)
+    lap(draft, "ocr", t)
+    draft.known = KnownText(tuple(lines), region or (0, 0, frame.width, frame.height))
     try:
-        return find_text(ctx.reader.read(frame.rgb, region), query, region=region)
+        return find_text(lines, query, region=region)
     except AmbiguousText as exc:
-        draft.candidates = tuple(f"{c.text!r} at {c.box}" for c in exc.candidates)
+        draft.candidates += tuple(f"{c.text!r} at {c.box} (ocr)" for c in exc.candidates)
+        draft.outline += tuple((c.box, c.text) for c in exc.candidates)
         raise
     except TextLookupError as exc:
-        draft.candidates = tuple(getattr(exc, "seen", ()))
+        seen = tuple(getattr(exc, "seen", ()))
+        draft.candidates += tuple(f"{t!r} (ocr)" for t in seen)
+        draft.outline += tuple((line.box, line.text) for line in lines if line.text.strip()
+                               in seen)
         raise
-    finally:
-        lap(draft, "ocr", t)

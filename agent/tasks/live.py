@@ -1,4 +1,5 @@
-"""The real collaborators of task runs: a display, its screen and input, OCR and window probe.
+"""The real collaborators of task runs: a display, its screen and input, OCR, the window probe
+and the accessibility tree (when the display's session bus has one).
 
 The command line's task runs, :class:`deskpilot.Desktop` and the pytest plugin all open them
 here, so each face runs steps on the same machinery.
@@ -40,6 +41,7 @@ def live_services(place: Place, model: ModelAccess) -> Iterator[tuple[Services, 
     CaptureError or ValueError when the screen cannot be read.
     """
     from deskpilot.actions.executor import PyAutoGuiDevice
+    from deskpilot.grounding.a11y import open_tree
     from deskpilot.grounding.capture import MssScreen
     from deskpilot.grounding.ocr import RapidOcrReader
     from deskpilot.grounding.windows import open_window_probe
@@ -51,14 +53,17 @@ def live_services(place: Place, model: ModelAccess) -> Iterator[tuple[Services, 
             try:
                 screen.geometry()
                 windows = open_window_probe(display)
+                tree = open_tree()
                 try:
                     yield Services(
                         screen=screen, device=PyAutoGuiDevice(display), reader=RapidOcrReader(),
                         cache_mode=place.cache, cache_dir=place.cache_dir, model=model,
                         clock=SystemClock(), display=display, runs_root=place.runs_root,
                         update_baselines=place.update_baselines, approver=place.approver,
-                        windows=windows), started
+                        windows=windows, a11y=tree), started
                 finally:
+                    if tree is not None:
+                        tree.close()
                     if windows is not None:
                         windows.close()
             finally:

@@ -20,6 +20,7 @@ class Source(StrEnum):
     """Where a step's target came from."""
 
     OCR = "ocr"          # text found on the screen by rapidocr
+    A11Y = "a11y"        # an element of the accessibility tree, by its name (and role)
     MODEL = "model"      # the vision model located it (direct mode)
     CACHE = "cache"      # a stored crop, verified on the current screen by template matching
     COORDS = "coords"    # the task file gave the point itself

@@ -28,6 +28,7 @@ from deskpilot.agent.tasks.kit import ModelAccess, StepContext, StepFailed
 from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult, TaskStatus
 from deskpilot.agent.tasks.spec import LaunchSpec, Step, Task, WaitForWindow, substitute
 from deskpilot.agent.tasks.steps import run_step
+from deskpilot.grounding.a11y import A11yTree, CachedTree
 from deskpilot.grounding.capture import CaptureError, Screen
 from deskpilot.grounding.ocr import OcrError, TextReader
 from deskpilot.grounding.textmatch import TextLookupError, find_text
@@ -69,6 +70,7 @@ class Services:
     settle_s: float = 2.0
     approver: Approver = field(default_factory=DenyAll)  # headless: nobody to ask
     windows: WindowProbe | None = None  # None: window scope and terminal checks are off
+    a11y: A11yTree | None = None  # None: no accessibility tree, targets are read as pixels
 
 
 def slug(name: str) -> str:
@@ -161,7 +163,8 @@ class TaskRun:
             clock=services.clock, record=self.record, values=values,
             baselines=task.path.parent / "baselines" / slug(task.name),
             update_baselines=services.update_baselines,
-            deadline=self.start + task.budget.timeout_s, settle_s=services.settle_s)
+            deadline=self.start + task.budget.timeout_s, settle_s=services.settle_s,
+            a11y=None if services.a11y is None else CachedTree(services.a11y))
 
     def open(self) -> None:
         """Make the gate, launch the setup programs and wait for them (SetupError if not)."""

@@ -45,10 +45,16 @@ def _check_region(region: PixelRegion | None) -> PixelRegion | None:
     return region
 
 
+Role = Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class ClickSpec(SpecModel):
-    """Where to click: text on the screen, a point, or a target described to the model."""
+    """Where to click: text on the screen, an accessible element by name (and role), a point,
+    or a target described to the model."""
 
     text: Text | None = None
+    name: Text | None = None
+    role: Role | None = None
     at: tuple[Coord, Coord] | None = None
     target: Text | None = None
     region: PixelRegion | None = None
@@ -59,10 +65,12 @@ class ClickSpec(SpecModel):
 
     @model_validator(mode="after")
     def _one_way(self) -> ClickSpec:
-        given = [k for k in ("text", "at", "target") if getattr(self, k) is not None]
+        given = [k for k in ("text", "name", "at", "target") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of text, at or target"
+            raise ValueError("give exactly one of text, name, at or target"
                              + (f" (got {', '.join(given)})" if given else ""))
+        if self.role is not None and self.name is None:
+            raise ValueError("role narrows an accessible element's name; give name with it")
         if self.at is not None and self.region is not None:
             raise ValueError("region narrows a text or target search; it means nothing with at")
         return self

@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 from deskpilot.actions.keys import ChordError, UnknownKeyError, parse_chord
 from deskpilot.agent.records import StepRecord
 from deskpilot.agent.tasks import act, ask, check
-from deskpilot.agent.tasks.kit import Draft, StepContext, StepFailed
+from deskpilot.agent.tasks.kit import Draft, StepContext, StepFailed, keep_candidates
 from deskpilot.agent.tasks.results import ScriptStep
 from deskpilot.agent.tasks.spec import (
     ClickSpec,
@@ -96,6 +96,8 @@ def run_step(step: Step, index: int, ctx: StepContext) -> tuple[ScriptStep, Step
         STEPS[step.kind].run(step, ctx, draft)
     except StepFailed as exc:
         failure, draft.message = exc, str(exc)
+        if draft.screenshot is None:  # where it looked, with what it found nearest
+            keep_candidates(ctx, draft, f"step-{step.position + 1:03d}-candidates")
     passed = failure is None
     hide = ctx.record.redaction
     return ScriptStep(
