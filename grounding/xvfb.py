@@ -41,6 +41,7 @@ class _Authority:
         self._lock = threading.Lock()
         self._dir: Path | None = None
         self.displays: set[str] = set()
+        self._entries: dict[str, bytes] = {}
         self._users = 0
         self._previous: str | None = None
 
@@ -64,18 +65,26 @@ class _Authority:
     def enter(self, display: str, cookie: bytes) -> None:
         """Add the display's cookie and point ``XAUTHORITY`` at the file while one is up."""
         with self._lock:
-            entry = _entry(_FAMILY_LOCAL, socket.gethostname().encode(),
-                           display.lstrip(":").encode(), cookie)
-            with self.file.open("ab") as fh:
-                fh.write(entry)
+            self._entries[display] = _entry(_FAMILY_LOCAL, socket.gethostname().encode(),
+                                            display.lstrip(":").encode(), cookie)
+            self._rewrite()
             self.displays.add(display)
             if self._users == 0:
                 self._previous = os.environ.get("XAUTHORITY")
                 os.environ["XAUTHORITY"] = str(self.file)
             self._users += 1
 
+    def _rewrite(self) -> None:
+        # Only the live displays' cookies: a display number used again later (Xvfb picks the
+        # lowest free one) must not meet its predecessor's cookie first (libXau takes the
+        # first entry that matches, and the server refuses it).
+        with self.file.open("wb") as fh:
+            fh.write(b"".join(self._entries.values()))
+
     def leave(self, display: str) -> None:
         with self._lock:
+            self._entries.pop(display, None)
+            self._rewrite()
             self.displays.discard(display)
             self._users -= 1
             if self._users == 0:
