@@ -115,6 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("options", nargs=argparse.REMAINDER, help="options of that benchmark")
     sub.add_parser("doctor", help="check that this machine can run the agent, and say how "
                                   "to fix what is missing")
+    inspect = sub.add_parser(
+        "inspect", help="list what a step can target on the screen now (accessibility "
+                        "elements and OCR text) with the step line for each")
+    source = inspect.add_mutually_exclusive_group()
+    source.add_argument("--screen", action="store_true",
+                        help="the live screen of $DISPLAY (the default)")
+    source.add_argument("image", nargs="?", type=Path, metavar="IMAGE",
+                        help="a PNG screenshot instead (OCR only)")
+    inspect.add_argument("--window", metavar="NAME",
+                         help="only this window (by accessible name, any case)")
+    inspect.add_argument("--out", type=Path, metavar="DIR",
+                         help="also write DIR/overlay.png and DIR/index.html")
+    inspect.add_argument("--json", action="store_true", help="print the targets as JSON")
     demo = sub.add_parser("demo", help="replay a recorded xcalc run on a private Xvfb display")
     demo.add_argument("--runs-dir", type=Path, metavar="DIR", help="where run directories go")
     return p
@@ -257,7 +270,8 @@ _BENCHES = {
     "model": "image encode, prefill and decode speed of a random-weight GGUF pair of a chosen "
              "shape, direct vs reasoning steps, and the decode ceiling",
     "settle": "waiting for a stable screen after actions on xcalc/xedit, against fixed sleeps",
-    "ocr": "OCR grounding time per step at 1080p with real xcalc and xedit",
+    "ocr": "OCR grounding at 1080p on xcalc and xedit; galculator steps: full vs incremental "
+           "reads, tree walks, grounded clicks and cache hits",
     "serve": "model-driven task files at --concurrency 1, 2, 4 against one shared model "
              "server: wall time, model steps per second, speed-up",
 }
@@ -295,6 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "doctor":
             from deskpilot.agent.cli.doctor import run_doctor
             return run_doctor()
+        if args.command == "inspect":
+            from deskpilot.agent.cli.inspect import inspect_command
+            return inspect_command(image=args.image, window=args.window, out=args.out,
+                                   as_json=args.json)
         if args.command == "demo":
             from deskpilot.agent.cli.demo import run_demo
             return run_demo(args.runs_dir)
