@@ -11,10 +11,17 @@ BIN    := $(VENV)/bin
 DEB_PACKAGES := xvfb xfonts-base x11-apps xdotool x11-utils
 # scrot: what pyautogui.screenshot() runs on X11, for the naive loop in `deskpilot bench overhead`.
 DEB_PACKAGES += scrot
+# dbus + at-spi2-core: a private session bus per headless display, and the accessibility bus
+# it starts, so GTK apps there publish their accessibility trees (click: {name: ...});
+# libatk-adaptor: the bridge GTK 2 apps load for it (GTK 3 has its own).
+DEB_PACKAGES += dbus at-spi2-core libatk-adaptor
 # chromium: only the tests need it, to render the HTML report to a PNG; xterm: a real terminal
 # for the prompt-injection test (xmessage comes with x11-utils); tmux: a real terminal for the
 # supervision interface's end-to-end test, read back with capture-pane.
 DEB_TEST_PACKAGES := chromium xterm tmux
+# Real GTK apps for the accessibility and OCR tests: a calculator (symbol keys), a question
+# dialog (Yes/No at 1920x1080) and a text editor (its Save dialog).
+DEB_TEST_PACKAGES += galculator zenity mousepad
 DEMO_OUT := demo-out
 
 .PHONY: all deps test-deps apt-install venv test lint demo clean
