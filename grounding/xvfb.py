@@ -39,7 +39,7 @@ class _Authority:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._dir: Path | None = None
-        self.displays: set[str] = set()
+        self._cookies: dict[str, bytes] = {}  # display -> cookie, of the servers up now
         self._users = 0
         self._previous: str | None = None
 
@@ -63,11 +63,8 @@ class _Authority:
     def enter(self, display: str, cookie: bytes) -> None:
         """Add the display's cookie and point ``XAUTHORITY`` at the file while one is up."""
         with self._lock:
-            entry = _entry(_FAMILY_LOCAL, socket.gethostname().encode(),
-                           display.lstrip(":").encode(), cookie)
-            with self.file.open("ab") as fh:
-                fh.write(entry)
-            self.displays.add(display)
+            self._cookies[display] = cookie
+            self._write()
             if self._users == 0:
                 self._previous = os.environ.get("XAUTHORITY")
                 os.environ["XAUTHORITY"] = str(self.file)
@@ -75,13 +72,31 @@ class _Authority:
 
     def leave(self, display: str) -> None:
         with self._lock:
-            self.displays.discard(display)
+            # Dropped from the file too: a later server may get the same display number, and
+            # libXau would take the stale cookie that comes first.
+            self._cookies.pop(display, None)
+            self._write()
             self._users -= 1
             if self._users == 0:
                 if self._previous is None:
                     os.environ.pop("XAUTHORITY", None)
                 else:
                     os.environ["XAUTHORITY"] = self._previous
+
+
+    @property
+    def displays(self) -> frozenset[str]:
+        """The displays whose servers this process started and that are up."""
+        return frozenset(self._cookies)
+
+    def _write(self) -> None:
+        """Rewrite the client file with the cookies of the servers up now (atomically)."""
+        host = socket.gethostname().encode()
+        data = b"".join(_entry(_FAMILY_LOCAL, host, d.lstrip(":").encode(), c)
+                        for d, c in self._cookies.items())
+        fresh = self.directory() / f".Xauthority-{secrets.token_hex(4)}"
+        _write_private(fresh, data)
+        fresh.replace(self.file)
 
 
 def _write_private(path: Path, data: bytes) -> None:
