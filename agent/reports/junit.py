@@ -49,7 +49,7 @@ def _failure_details(task: TaskResult, step: ScriptStep | None) -> str:
         if step.point is not None:
             lines.append(f"point: {step.point}")
         if step.candidates:
-            lines.append("candidates: " + ", ".join(step.candidates))
+            lines.append("candidates: " + ", ".join(str(c) for c in step.candidates))
         if (shot := _absolute(task, step.screenshot)) is not None:
             lines.append(f"screenshot: {shot}")
         if (diff := _absolute(task, step.diff)) is not None:

@@ -101,6 +101,9 @@ def _ground(ctx: StepContext, draft: Draft, frame: Frame, *, text: str | None,
 
 def click(spec: ClickSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
     frame = grab(ctx, draft)
+    # Kept before grounding: a target that is not found is the commonest failure, and its
+    # screenshot (with the closest texts outlined in the report) is what explains it.
+    keep(ctx, draft, frame, f"step-{step.position + 1:03d}")
     region = clip_to_frame(spec.region, frame)
     if spec.at is not None:
         x, y = spec.at
@@ -113,7 +116,6 @@ def click(spec: ClickSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
         box = _ground(ctx, draft, frame, text=text, target=target, region=region,
                       key_text=f"{key_text}@{spec.region}")
     draft.box, draft.point = box, center(box)
-    keep(ctx, draft, frame, f"step-{step.position + 1:03d}")
     act(ctx, draft, Click(action="click", box=point_box(box, frame), button=spec.button,
                            clicks=spec.clicks), frame)
 
@@ -123,7 +125,7 @@ def type_text(text: str, step: Step, ctx: StepContext, draft: Draft) -> None:
     frame = grab(ctx, draft)
     for start in range(0, len(typed), MAX_TYPE_CHARS):
         act(ctx, draft, Type(action="type", text=typed[start:start + MAX_TYPE_CHARS]), frame)
-    draft.message = f"typed {len(typed)} characters"
+    draft.message = f"typed {plural(len(typed), 'character')}"
     keep(ctx, draft, grab(ctx, draft), f"step-{step.position + 1:03d}")
 
 
@@ -136,6 +138,7 @@ def key(chord: str, step: Step, ctx: StepContext, draft: Draft) -> None:
 
 def scroll(spec: ScrollSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
     frame = grab(ctx, draft)
+    keep(ctx, draft, frame, f"step-{step.position + 1:03d}")
     if spec.text is not None:
         box = _ground(ctx, draft, frame, text=ctx.text(spec.text), target=None,
                       region=clip_to_frame(spec.region, frame),
@@ -148,11 +151,15 @@ def scroll(spec: ScrollSpec, step: Step, ctx: StepContext, draft: Draft) -> None
         box = (cx, cy, cx + 1, cy + 1)
         draft.source = Source.COORDS
     draft.box, draft.point = box, center(box)
-    keep(ctx, draft, frame, f"step-{step.position + 1:03d}")
     act(ctx, draft, Scroll(action="scroll", box=point_box(box, frame),
                             direction=spec.direction, amount=spec.amount), frame)
     draft.message = (draft.message + "; " if draft.message else "") + \
         f"scrolled {spec.direction} {spec.amount}"
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 character``, ``2 characters``."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def wait(seconds: float, step: Step, ctx: StepContext, draft: Draft) -> None:
