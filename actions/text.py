@@ -15,6 +15,11 @@ def shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 character``, ``2 characters``: a count with its noun (regular plurals only)."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def redact(text: str, secrets: Sequence[str]) -> str:
     """Replace every secret value in ``text`` with :data:`SECRET`, in the order given (longest
     first hides a secret that contains another one whole)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from deskpilot.actions.text import plural
 from deskpilot.actions.types import MAX_TYPE_CHARS, Click, Key, Scroll, Type
 from deskpilot.agent.tasks.cache import CacheMode, Hit, Stale, cache_key, replay
 from deskpilot.agent.tasks.kit import (
@@ -155,11 +156,6 @@ def scroll(spec: ScrollSpec, step: Step, ctx: StepContext, draft: Draft) -> None
                             direction=spec.direction, amount=spec.amount), frame)
     draft.message = (draft.message + "; " if draft.message else "") + \
         f"scrolled {spec.direction} {spec.amount}"
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 character``, ``2 characters``."""
-    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def wait(seconds: float, step: Step, ctx: StepContext, draft: Draft) -> None:
