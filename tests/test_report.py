@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 
 from deskpilot.agent.records import Outcome, StepRecord, Timings
@@ -350,3 +351,37 @@ def test_a_failed_comparison_shows_baseline_actual_and_difference(tmp_path: Path
     for name in ("baseline", "actual", "difference"):
         assert near(shown[f"step 1 {name}"], BOX) > 100, name  # the changed area, boxed
     assert not np.array_equal(np.asarray(baseline), np.asarray(actual))
+
+
+def test_summary_and_console_say_where_the_report_is_and_how_to_open_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from deskpilot.agent.cli.console import open_command, print_suite
+    from deskpilot.agent.reports.outputs import Outputs
+
+    suite = make_suite(tmp_path)
+    outputs = Outputs(summary=tmp_path / "out" / "summary.json", report=tmp_path / "out" / "r")
+    assert print_suite(suite, outputs) == 1
+    page = (tmp_path / "out" / "r" / "index.html").absolute()
+    data = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    assert data["report"] == str(page)
+    urls = [t["report_url"] for t in data["tasks"]]
+    assert urls == [page.as_uri() + "#task-1", page.as_uri() + "#task-2-step-3",
+                    page.as_uri() + "#task-3-step-1"]
+    # Every link points at an element of the page.
+    html = page.read_text(encoding="utf-8")
+    for url in urls:
+        assert f'id="{url.split("#")[1]}"' in html
+    out = capsys.readouterr().out.splitlines()
+    assert f"report:  {page}" in out
+    assert any(line.split()[:2] == ["FAILED", "save"] and line.endswith(urls[1]) for line in out)
+    assert out[-1] == f"open the report: {open_command(page)}"
+    assert open_command(Path("/tmp/a b.html")) in {"xdg-open '/tmp/a b.html'",
+                                                   "open '/tmp/a b.html'",
+                                                   "start \"\" '/tmp/a b.html'"}
+
+
+def test_summary_without_a_report_has_no_links(tmp_path: Path) -> None:
+    from deskpilot.agent.reports.summary import summary_json
+
+    data = summary_json(make_suite(tmp_path))
+    assert data["report"] is None and all("report_url" not in t for t in data["tasks"])
