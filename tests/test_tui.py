@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from textual.widgets import DataTable
 
 from deskpilot.actions.executor import RecordingDevice
 from deskpilot.agent.loop import run_agent
@@ -114,6 +115,11 @@ def row(table, index: int) -> dict[str, str]:  # type: ignore[no-untyped-def]
             for label, cell in zip(labels, table.get_row_at(index), strict=True)}
 
 
+def fitted(h: Harness) -> Callable[[], bool]:
+    """The step log's columns are fitted to its laid-out width."""
+    return lambda: len(h.app.query_one("#steps", DataTable).ordered_columns) > 2
+
+
 def asking(h: Harness) -> Callable[[], bool]:
     """The approval modal is up and drawn."""
     return lambda: isinstance(h.app.screen, ApprovalScreen) and bool(
@@ -130,6 +136,9 @@ async def test_a_run_shows_steps_marks_and_folded_reasoning(tmp_path: Path) -> N
         await until(pilot, ended(h))
         assert h.app.result is not None and h.app.result.status is Status.DONE
         table = h.app.query_one("#steps")
+        # The columns are fitted to the table's width once it is laid out (the run may end
+        # before that on a busy machine).
+        await until(pilot, fitted(h))
         assert table.row_count == 2
         first = row(table, 0)
         assert (first["#"], first["action"], first["target"]) == ("1", "click", "the OK button")
@@ -302,6 +311,7 @@ def test_snapshots(snap_compare, tmp_path: Path, approve_each: bool) -> None:  #
         await pilot.press("n")
         await until(pilot, lambda: len(h.app.steps) == 1)
         await until(pilot, waiting)
+        await until(pilot, fitted(h))
         if approve_each:
             controls.set_approve_each(True)
             await pilot.press("n")
@@ -329,6 +339,7 @@ def _step_once_settle(h: Harness, controls: Controls):  # type: ignore[no-untype
         await pilot.press("n")
         await until(pilot, lambda: len(h.app.steps) == 1)
         await until(pilot, waiting)
+        await until(pilot, fitted(h))
         await pilot.pause(0.3)
     return settle
 
