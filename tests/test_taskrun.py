@@ -408,3 +408,11 @@ def test_a_failed_comparison_keeps_a_copy_of_its_baseline(tmp_path: Path) -> Non
     assert changed.run_dir is not None and step.baseline is not None
     kept = np.asarray(Image.open(changed.run_dir / step.baseline).convert("RGB"))
     assert (kept == draw(SAVE)).all()
+
+
+def test_a_comparison_without_a_change_outlines_the_region_it_compared(tmp_path: Path) -> None:
+    body = "steps:\n  - screenshot: {name: home, compare: true, region: [50, 60, 450, 200]}\n"
+    path = task_file(tmp_path, body)
+    run_task(load_task(path), services(tmp_path, draw(SAVE), FakeReader([])))
+    same = run_task(load_task(path), services(tmp_path, draw(SAVE), FakeReader([])))
+    assert same.status is TaskStatus.PASSED and same.steps[0].box == (50, 60, 450, 200)

@@ -93,10 +93,12 @@ def screenshot(spec: ScreenshotSpec, step: Step, ctx: StepContext, draft: Draft)
         return
     t = time.perf_counter()
     expected = load_png(baseline)
-    result = compare(expected, frame.rgb, region=clip_to_frame(spec.region, frame),
-                     pixel_threshold=spec.pixel_threshold, tolerance=spec.tolerance)
+    region = clip_to_frame(spec.region, frame)
+    result = compare(expected, frame.rgb, region=region, pixel_threshold=spec.pixel_threshold,
+                     tolerance=spec.tolerance)
     lap(draft, "compare", t)
-    draft.box = result.changed_box
+    # The report zooms on the change, or else on the region that was compared.
+    draft.box = result.changed_box or region
     if result.diff is not None and not result.passed:
         draft.diff = ctx.record.save_image(f"{spec.name}-diff", result.diff)
     if not result.passed:
