@@ -347,3 +347,73 @@ def test_clicking_delete_needs_approval_and_scope_refuses_outside(tmp_path: Path
     assert [s.passed for s in result.steps] == [True, False]
     assert "refused (out_of_region)" in result.steps[1].message
     assert len(moves(svc.device)) == 1  # type: ignore[arg-type]
+
+
+def test_a_target_that_is_not_found_keeps_its_screenshot_and_the_closest_texts(
+        tmp_path: Path) -> None:
+    path = task_file(tmp_path, "steps:\n  - click: Savings account\n")
+    svc = services(tmp_path, draw(SAVE), FakeReader(lines(SAVE)), mode=CacheMode.OFF)
+    result = run_task(load_task(path), svc)
+    step = result.steps[0]
+    assert not step.passed and step.box is None and step.point is None
+    assert result.run_dir is not None and step.screenshot is not None
+    assert (result.run_dir / step.screenshot).is_file()
+    # The closest texts come with their boxes, so the report can outline them.
+    assert step.candidates[0].text == "Save"
+    assert step.candidates[0].box == lines(SAVE)[0].box
+    assert svc.device.calls == [] or all(  # type: ignore[attr-defined]
+        c[0] in {"button_up", "key_up"} for c in svc.device.calls)  # type: ignore[attr-defined]
+    line = json.loads((result.run_dir / "steps.jsonl").read_text().splitlines()[0])
+    assert line["candidates"][0] == {"text": "Save", "box": list(lines(SAVE)[0].box)}
+
+
+def test_every_failed_step_has_a_screenshot(tmp_path: Path) -> None:
+    body = "steps:\n  - expect_file: {path: missing.txt}\n"
+    result = run_task(load_task(task_file(tmp_path, body)),
+                      services(tmp_path, draw(SAVE), FakeReader([])))
+    step = result.steps[0]
+    assert not step.passed and step.screenshot is not None
+    assert result.run_dir is not None and (result.run_dir / step.screenshot).is_file()
+
+
+def test_labels_show_values_but_not_secrets_and_counts_read_well(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DESKPILOT_TEST_PW", "hunter2-secret")
+    body = ("variables:\n  line: Hello there\n  one: x\n  pw: ${env:DESKPILOT_TEST_PW}\n"
+            "steps:\n  - type: '${line}'\n  - type: '${one}'\n  - type: '${pw}'\n")
+    result = run_task(load_task(task_file(tmp_path, body)),
+                      services(tmp_path, draw(SAVE), FakeReader([])))
+    assert result.status is TaskStatus.PASSED, result.message
+    labels = [s.label for s in result.steps]
+    assert labels == ["type: 'Hello there'", "type: 'x'", "type: '[secret]'"]
+    assert [s.message for s in result.steps] == [
+        "typed 11 characters", "typed 1 character", "typed 14 characters"]
+
+
+def test_a_passing_expect_not_lists_no_candidates(tmp_path: Path) -> None:
+    body = "steps:\n  - expect_not: {text: Error}\n  - expect: {text: Zebra, timeout_s: 0.1}\n"
+    result = run_task(load_task(task_file(tmp_path, body)),
+                      services(tmp_path, draw(SAVE), FakeReader(lines(SAVE))))
+    gone, missing = result.steps
+    assert gone.passed and gone.candidates == ()
+    assert not missing.passed and missing.candidates  # a wanted text: the closest ones explain
+
+
+def test_a_failed_comparison_keeps_a_copy_of_its_baseline(tmp_path: Path) -> None:
+    body = "steps:\n  - screenshot: {name: home, compare: true}\n"
+    path = task_file(tmp_path, body)
+    run_task(load_task(path), services(tmp_path, draw(SAVE), FakeReader([])))
+    changed = run_task(load_task(path), services(tmp_path, draw({**SAVE, "Quit": (520, 100)}),
+                                                 FakeReader([])))
+    step = changed.steps[0]
+    assert changed.run_dir is not None and step.baseline is not None
+    kept = np.asarray(Image.open(changed.run_dir / step.baseline).convert("RGB"))
+    assert (kept == draw(SAVE)).all()
+
+
+def test_a_comparison_without_a_change_outlines_the_region_it_compared(tmp_path: Path) -> None:
+    body = "steps:\n  - screenshot: {name: home, compare: true, region: [50, 60, 450, 200]}\n"
+    path = task_file(tmp_path, body)
+    run_task(load_task(path), services(tmp_path, draw(SAVE), FakeReader([])))
+    same = run_task(load_task(path), services(tmp_path, draw(SAVE), FakeReader([])))
+    assert same.status is TaskStatus.PASSED and same.steps[0].box == (50, 60, 450, 200)

@@ -8,13 +8,16 @@ character out as a visible escape before anything reaches the terminal.
 
 from __future__ import annotations
 
+import shlex
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from deskpilot.actions.text import printable
 from deskpilot.agent.cli.errors import EXIT_FAILED, EXIT_OK
 from deskpilot.agent.records import RunResult, Status, StepRecord
 from deskpilot.agent.reports.outputs import Outputs, write_outputs
+from deskpilot.agent.reports.summary import report_link
 from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult
 from deskpilot.agent.tasks.spec import Task
 
@@ -52,9 +55,23 @@ def print_task_result(result: TaskResult) -> None:
 
 
 def print_suite(suite: SuiteResult, outputs: Outputs) -> int:
-    """Print the totals, write the files asked for (a line each); return the suite's exit code."""
+    """Print the totals, write the files asked for (a line each) and, with a report, a line
+    per task linking into it and how to open it; return the suite's exit code."""
     counts = suite.counts()
     say(f"\n{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors "
           f"in {suite.seconds:.1f}s")
     write_outputs(suite, outputs, on_written=lambda label, path: say(f"{label + ':':<9}{path}"))
+    page = outputs.report_page
+    if page is not None and suite.tasks:
+        width = min(40, max(len(t.name) for t in suite.tasks))
+        for n, task in enumerate(suite.tasks, 1):
+            name = printable(task.name, one_line=True)
+            say(f"  {task.status.word:<6} {name:<{width}}  {report_link(page, n, task)}")
+        say(f"open the report: {open_command(page)}", flush=True)
     return EXIT_OK if suite.passed else EXIT_FAILED
+
+
+def open_command(page: Path) -> str:
+    """The shell command that opens ``page`` in the desktop's browser on this system."""
+    opener = {"darwin": "open", "win32": "start \"\""}.get(sys.platform, "xdg-open")
+    return f"{opener} {shlex.quote(str(page))}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from deskpilot.actions.text import plural
 from deskpilot.actions.types import MAX_TYPE_CHARS, Click, Key, Scroll, Type
 from deskpilot.agent.tasks.cache import CacheMode, Hit, Stale, cache_key, replay
 from deskpilot.agent.tasks.kit import (
@@ -150,6 +151,9 @@ def _label_changed(ctx: StepContext, draft: Draft, frame: Frame, box: PixelBox, 
 
 def click(spec: ClickSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
     frame = grab(ctx, draft)
+    # Kept before grounding: a target that is not found is the commonest failure, and its
+    # screenshot (with the closest texts outlined in the report) is what explains it.
+    keep(ctx, draft, frame, f"step-{step.position + 1:03d}")
     region = clip_to_frame(spec.region, frame)
     if spec.at is not None:
         x, y = spec.at
@@ -162,7 +166,6 @@ def click(spec: ClickSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
         box = _ground(ctx, draft, frame, text=text, target=target, region=region,
                       key_text=f"{key_text}@{spec.region}")
     draft.box, draft.point = box, center(box)
-    keep(ctx, draft, frame, f"step-{step.position + 1:03d}")
     act(ctx, draft, Click(action="click", box=point_box(box, frame), button=spec.button,
                            clicks=spec.clicks), frame)
 
@@ -172,7 +175,7 @@ def type_text(text: str, step: Step, ctx: StepContext, draft: Draft) -> None:
     frame = grab(ctx, draft)
     for start in range(0, len(typed), MAX_TYPE_CHARS):
         act(ctx, draft, Type(action="type", text=typed[start:start + MAX_TYPE_CHARS]), frame)
-    draft.message = f"typed {len(typed)} characters"
+    draft.message = f"typed {plural(len(typed), 'character')}"
     after = grab(ctx, draft)
     hide = ctx.record.redaction
     if hide.holds(typed):
@@ -195,6 +198,7 @@ def key(chord: str, step: Step, ctx: StepContext, draft: Draft) -> None:
 
 def scroll(spec: ScrollSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
     frame = grab(ctx, draft)
+    keep(ctx, draft, frame, f"step-{step.position + 1:03d}")
     if spec.text is not None:
         box = _ground(ctx, draft, frame, text=ctx.text(spec.text), target=None,
                       region=clip_to_frame(spec.region, frame),
@@ -207,7 +211,6 @@ def scroll(spec: ScrollSpec, step: Step, ctx: StepContext, draft: Draft) -> None
         box = (cx, cy, cx + 1, cy + 1)
         draft.source = Source.COORDS
     draft.box, draft.point = box, center(box)
-    keep(ctx, draft, frame, f"step-{step.position + 1:03d}")
     act(ctx, draft, Scroll(action="scroll", box=point_box(box, frame),
                             direction=spec.direction, amount=spec.amount), frame)
     draft.message = (draft.message + "; " if draft.message else "") + \

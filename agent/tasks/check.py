@@ -48,6 +48,10 @@ def _poll_text(spec: TextSpec, step: Step, ctx: StepContext, draft: Draft, *, wa
     if not want and box is not None:
         raise StepFailed(f"text {shown!r} is on the screen at {box} (waited {timeout:g}s "
                          "for it to go)")
+    if not want:
+        # The closest texts explain a missing text that was wanted; when the text was meant to
+        # be gone they are only noise.
+        draft.candidates = ()
     draft.message = f"{shown!r} is on the screen" if want else f"{shown!r} is not on the screen"
 
 
@@ -93,12 +97,18 @@ def screenshot(spec: ScreenshotSpec, step: Step, ctx: StepContext, draft: Draft)
         draft.message += f"baseline {verb}: {baseline}"
         return
     t = time.perf_counter()
-    result = compare(load_png(baseline), rgb, region=clip_to_frame(spec.region, frame),
-                     pixel_threshold=spec.pixel_threshold, tolerance=spec.tolerance)
+    expected = load_png(baseline)
+    region = clip_to_frame(spec.region, frame)
+    result = compare(expected, rgb, region=region, pixel_threshold=spec.pixel_threshold,
+                     tolerance=spec.tolerance)
     lap(draft, "compare", t)
-    draft.box = result.changed_box
+    # The report zooms on the change, or else on the region that was compared.
+    draft.box = result.changed_box or region
     if result.diff is not None and not result.passed:
         draft.diff = ctx.record.save_image(f"{spec.name}-diff", result.diff)
+    if not result.passed:
+        # A copy in the run directory, so the report can set it beside what was seen.
+        draft.baseline = ctx.record.save_image(f"{spec.name}-baseline", expected)
     draft.message = result.message
     if not result.passed:
         raise StepFailed(f"differs from {baseline}: {result.message}")

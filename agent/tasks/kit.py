@@ -22,13 +22,18 @@ from deskpilot.agent.records import StepRecord
 from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.settings import ModelSettings
 from deskpilot.agent.tasks.cache import GroundingCache
-from deskpilot.agent.tasks.results import Source
+from deskpilot.agent.tasks.results import Candidate, Source
 from deskpilot.agent.tasks.spec import Task, substitute
 from deskpilot.grounding.capture import Frame, Screen
 from deskpilot.grounding.geometry import PixelBox, View
 from deskpilot.grounding.ocr import TextReader
 from deskpilot.grounding.stable import wait_stable
-from deskpilot.grounding.textmatch import AmbiguousText, TextLookupError, TextMatch, find_text
+from deskpilot.grounding.textmatch import (
+    AmbiguousText,
+    TextMatch,
+    TextNotFound,
+    find_text,
+)
 from deskpilot.models.runtime import Reply, Request, Runtime
 
 log = logging.getLogger(__name__)
@@ -117,8 +122,9 @@ class Draft:
     point: tuple[int, int] | None = None
     screenshot: str | None = None
     diff: str | None = None
+    baseline: str | None = None
     model_text: str = ""
-    candidates: tuple[str, ...] = ()
+    candidates: tuple[Candidate, ...] = ()
     agent_steps: tuple[StepRecord, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -190,18 +196,20 @@ def clip_to_frame(spec_region: tuple[int, int, int, int] | None, frame: Frame) -
 
 def read_text(ctx: StepContext, draft: Draft, frame: Frame, query: str,
               region: PixelBox | None) -> TextMatch:
-    """Find ``query`` by OCR (timed as ``ocr``), keeping the candidates on the draft.
+    """Find ``query`` by OCR (timed as ``ocr``), keeping the candidates of this read on the
+    draft: the places it matched when ambiguous, the closest texts when absent.
 
     Raises :class:`AmbiguousText` (several places) or another :class:`TextLookupError`.
     """
     t = time.perf_counter()
+    draft.candidates = ()  # a poll that finds the text at last has nothing left to explain
     try:
         return find_text(ctx.reader.read(frame.rgb, region), query, region=region)
     except AmbiguousText as exc:
-        draft.candidates = tuple(f"{c.text!r} at {c.box}" for c in exc.candidates)
+        draft.candidates = tuple(Candidate(c.text, c.box) for c in exc.candidates)
         raise
-    except TextLookupError as exc:
-        draft.candidates = tuple(getattr(exc, "seen", ()))
+    except TextNotFound as exc:
+        draft.candidates = tuple(Candidate(m.text, m.box) for m in exc.near)
         raise
     finally:
         lap(draft, "ocr", t)
