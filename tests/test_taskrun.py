@@ -387,7 +387,8 @@ def test_labels_show_values_but_not_secrets_and_counts_read_well(
     labels = [s.label for s in result.steps]
     assert labels == ["type: 'Hello there'", "type: 'x'", "type: '[secret]'"]
     assert [s.message for s in result.steps] == [
-        "typed 11 characters", "typed 1 character", "typed 14 characters"]
+        "typed 11 characters", "typed 1 character",
+        "typed 14 characters; the secret does not show on the screen"]
 
 
 def test_a_passing_expect_not_lists_no_candidates(tmp_path: Path) -> None:
