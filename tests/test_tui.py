@@ -298,3 +298,16 @@ def test_streamed_text_dims_the_trace_and_shows_the_answer_apart() -> None:
     done = live_text('<think>the OK button</think>{"action": "done"}')
     assert done.plain == 'thinking… the OK button\n{"action": "done"}'
     assert any("dim" in str(span.style) for span in done.spans)
+
+
+async def test_switches_pressed_after_the_run_ended_leave_it_ended(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [DONE])
+    async with h.app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, ended(h))
+        await pilot.pause(0.1)
+        for key in ("s", "a", "s"):
+            await pilot.press(key)
+            await pilot.pause(0.1)
+        status = str(h.app.query_one("#status").render())
+        assert status.startswith("ended"), status
+        assert "running" not in status

@@ -73,7 +73,7 @@ def _system_out(task: TaskResult) -> str:
 
 def _testcase(parent: ET.Element, task: TaskResult) -> None:
     case = ET.SubElement(parent, "testcase", {
-        "classname": f"deskpilot.{task.file.stem}", "name": xml_text(task.name),
+        "classname": xml_text(f"deskpilot.{task.file.stem}"), "name": xml_text(task.name),
         "time": f"{task.seconds:.3f}", "file": xml_text(str(task.file))})
     if task.status is not TaskStatus.PASSED:
         tag, kind = (("failure", "StepFailed") if task.status is TaskStatus.FAILED
