@@ -42,6 +42,7 @@ class _Authority:
         self._lock = threading.Lock()
         self._dir: Path | None = None
         self.displays: set[str] = set()
+        self._entries: dict[str, bytes] = {}
         self._users = 0
         self._previous: str | None = None
 
@@ -66,18 +67,29 @@ class _Authority:
     def enter(self, display: str, cookie: bytes) -> None:
         """Add the display's cookie and point ``XAUTHORITY`` at the file while one is up."""
         with self._lock:
-            entry = _entry(_FAMILY_LOCAL, socket.gethostname().encode(),
-                           display.lstrip(":").encode(), cookie)
-            with self.file.open("ab") as fh:
-                fh.write(entry)
+            self._entries[display] = _entry(_FAMILY_LOCAL, socket.gethostname().encode(),
+                                            display.lstrip(":").encode(), cookie)
+            self._rewrite()
             self.displays.add(display)
             if self._users == 0:
                 self._previous = os.environ.get("XAUTHORITY")
                 os.environ["XAUTHORITY"] = str(self.file)
             self._users += 1
 
+    def _rewrite(self) -> None:
+        # One entry per display, the current one: a display number reused by the next Xvfb
+        # must not find the cookie of the server that had it before (libXau takes the first
+        # matching entry).
+        tmp = self.file.with_name("Xauthority.new")
+        tmp.unlink(missing_ok=True)
+        _write_private(tmp, b"".join(self._entries.values()))
+        tmp.replace(self.file)
+
     def leave(self, display: str) -> None:
         with self._lock:
+            self._entries.pop(display, None)
+            with contextlib.suppress(OSError):
+                self._rewrite()
             self.displays.discard(display)
             self._users -= 1
             if self._users == 0:
