@@ -303,14 +303,20 @@ def close_windows(display: str, ids: set[str]) -> None:
                            capture_output=True, check=False, timeout=5)
 
 
-def focus_window(display: str, window: str) -> bool:
-    """Give ``window`` the keyboard focus (XSetInputFocus); True when the server confirms it.
+POINTER_INSET = 5  # pixels inside a window's top-left corner: clear of its buttons
 
-    A private Xvfb has no window manager, and without one the focus follows the pointer: keys
-    typed while it rests on the bare desktop would go nowhere.
+
+def point_at_window(display: str, window: str) -> bool:
+    """Rest the pointer just inside ``window``; True when the server confirms the move.
+
+    A private Xvfb has no window manager: the keyboard focus follows the pointer
+    (``PointerRoot``), and keys typed while it rests on the bare desktop go nowhere. Moving the
+    pointer, rather than setting the focus on the window, keeps focus-follows-pointer: a later
+    click into another window still sends the keys there.
     """
     try:
-        done = subprocess.run(["xdotool", "windowfocus", "--sync", window],
+        done = subprocess.run(["xdotool", "mousemove", "--window", window, "--sync",
+                               str(POINTER_INSET), str(POINTER_INSET)],
                               env=display_env(display), capture_output=True, check=False,
                               timeout=3)
     except (OSError, subprocess.TimeoutExpired):

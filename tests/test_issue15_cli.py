@@ -135,7 +135,7 @@ def test_a_lane_past_its_hard_deadline_is_stopped_with_its_group_and_reported(
             Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
 
-def test_a_setup_window_counts_once_it_is_focused_and_the_screen_is_still(
+def test_a_setup_window_counts_once_the_pointer_rests_on_it_and_the_screen_is_still(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from deskpilot.agent.tasks import run
     from deskpilot.agent.tasks.file import load_task
@@ -148,7 +148,8 @@ def test_a_setup_window_counts_once_it_is_focused_and_the_screen_is_still(
 
     focused: list[str] = []
     monkeypatch.setattr(run, "wait_for_window", lambda display, name, timeout_s: "42")
-    monkeypatch.setattr(run, "focus_window", lambda display, window: focused.append(window)
+    monkeypatch.setattr(run, "is_private", lambda display: True)
+    monkeypatch.setattr(run, "point_at_window", lambda display, window: focused.append(window)
                         or True)
     task = tmp_path / "t.yaml"
     task.write_text("name: t\nsetup:\n  wait_for: {window: App}\nsteps:\n  - wait: 0\n")

@@ -62,7 +62,7 @@ def test_unicode_typed_whole_into_a_focused_window_and_nothing_typed_into_no_win
         f"steps:\n  - type: \"{UNICODE}\\n\"\n"
         f"  - expect_file: {{path: {out}, contains: \"{UNICODE}\"}}\n")
     (tmp_path / "nowhere.yaml").write_text(
-        "name: types into nothing\nsetup:\n  launch: xmessage -geometry +10+10 nobody\n"
+        "name: types into nothing\nsetup:\n  launch: xmessage -geometry +900+600 nobody\n"
         "steps:\n  - wait: 1\n  - type: abc\n")
     junit = tmp_path / "junit.xml"
     done = deskpilot(tmp_path / "types.yaml", tmp_path / "nowhere.yaml", "--junit", junit,

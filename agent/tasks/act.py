@@ -277,8 +277,8 @@ def require_focus(ctx: StepContext) -> None:
         raise ActionRefused(f"cannot tell which window has the keyboard focus: {exc}") from None
     if focused is None:
         raise ActionRefused("no window has the keyboard focus, so the keys would go nowhere; "
-                            "launch the program with wait_for: {window: ...} (which focuses "
-                            "it) or click into it first")
+                            "launch the program with wait_for: {window: ...} (which rests the "
+                            "pointer on it) or click into it first")
 
 
 def key(chord: str, step: Step, ctx: StepContext, draft: Draft) -> None:

@@ -47,8 +47,8 @@ from deskpilot.grounding.xvfb import (
     close_windows,
     die_with_parent,
     display_env,
-    focus_window,
     is_private,
+    point_at_window,
     stop_group,
     visible_windows,
     wait_for_window,
@@ -339,7 +339,8 @@ def _wait_setup(wait: WaitForWindow, services: Services, ctx: StepContext,
     """Wait for a setup window or text, never past the task's deadline.
 
     A window counts once it is mapped (viewable) and the screen has stopped changing (it is
-    drawn), and it is given the keyboard focus: a private display has no window manager to.
+    drawn). On a private display, which has no window manager and whose focus follows the
+    pointer, the pointer is rested on it so that typed keys reach it.
     """
     timeout = ctx.bounded(wait.timeout_s)
     cut = "" if timeout >= wait.timeout_s else " (cut short by the task's budget timeout_s)"
@@ -351,8 +352,9 @@ def _wait_setup(wait: WaitForWindow, services: Services, ctx: StepContext,
             exited = "" if proc is None or proc.poll() is None else \
                 f" (the program exited with status {proc.returncode})"
             raise SetupError(f"{exc}{exited}{cut}") from None
-        if not focus_window(services.display, window):
-            log.warning("could not give window %s (%r) the keyboard focus", window, wait.window)
+        # Without a window manager the focus follows the pointer: rest it on the new window.
+        if is_private(services.display) and not point_at_window(services.display, window):
+            log.warning("could not move the pointer onto window %s (%r)", window, wait.window)
         left = max(0.0, timeout - (services.clock.now() - started))
         settled = wait_stable(services.screen, services.clock, timeout_s=min(left, SETTLE_S),
                               quiet_frames=3)
