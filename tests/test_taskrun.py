@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from deskpilot.actions.executor import RecordingDevice
 from deskpilot.agent.settings import ModelSettings
+from deskpilot.agent.tasks.act import parking_spot
 from deskpilot.agent.tasks.cache import CacheMode
 from deskpilot.agent.tasks.file import load_task
 from deskpilot.agent.tasks.kit import ModelAccess
@@ -70,7 +71,9 @@ def services(tmp_path: Path, screen: np.ndarray, reader: FakeReader, *,
 
 
 def moves(device: RecordingDevice) -> list[tuple[int, int]]:
-    return [(c[1], c[2]) for c in device.calls if c[0] == "move"]
+    """The pointer moves that aimed at something (not those parking it while grounding)."""
+    return [(c[1], c[2]) for c in device.calls
+            if c[0] == "move" and (c[1], c[2]) != parking_spot(W, H)]
 
 
 SAVE = {"Save": (100, 100), "Load": (300, 100), "Quit": (500, 100)}
@@ -116,8 +119,9 @@ def test_stale_cache_in_read_only_mode_refuses_and_never_clicks(tmp_path: Path) 
     result = run_task(load_task(path), svc)
     assert result.status is TaskStatus.FAILED
     assert "refusing to click" in result.steps[0].message
-    assert svc.device.calls == [] or all(  # type: ignore[attr-defined]
-        c[0] in {"button_up", "key_up"} for c in svc.device.calls)  # type: ignore[attr-defined]
+    assert moves(svc.device) == []  # type: ignore[arg-type]
+    assert all(c[0] in {"button_up", "key_up", "move"}  # the move parks the pointer only
+               for c in svc.device.calls)  # type: ignore[attr-defined]
     assert liar.calls == []
 
 
@@ -245,12 +249,13 @@ def test_missing_setup_program_is_an_error_not_a_failure(tmp_path: Path) -> None
     assert "no-such-program-deskpilot is not installed" in result.message
 
 
-def test_the_task_timeout_ends_the_task_between_steps(tmp_path: Path) -> None:
+def test_the_task_timeout_ends_the_task_inside_the_step_that_reaches_it(tmp_path: Path) -> None:
     body = "budget: {timeout_s: 2}\nsteps:\n  - wait: 1.5\n  - wait: 1.5\n  - wait: 1.5\n"
-    result = run_task(load_task(task_file(tmp_path, body)),
-                      services(tmp_path, draw(SAVE), FakeReader([])))
+    svc = services(tmp_path, draw(SAVE), FakeReader([]))
+    result = run_task(load_task(task_file(tmp_path, body)), svc)
     assert result.status is TaskStatus.FAILED
-    assert len(result.steps) == 2 and "timed out after 2s before step 3" in result.message
+    assert len(result.steps) == 2 and "waited 0.5s of 1.5s" in result.message
+    assert svc.clock.now() <= 2.0  # type: ignore[attr-defined]
 
 
 def test_expect_file_resolves_relative_paths_against_the_task_file(tmp_path: Path) -> None:

@@ -421,3 +421,16 @@ def test_step_log_columns_by_importance() -> None:
     assert names(200) == [n for n, _ in COLUMNS]
     widths = [sum(c + 2 for _, c in fit_columns(w)) for w in range(20, 120)]
     assert all(w <= limit for w, limit in zip(widths, range(20, 120), strict=True))
+
+
+async def test_switches_pressed_after_the_run_ended_leave_it_ended(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [DONE])
+    async with h.app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, ended(h))
+        await pilot.pause(0.1)
+        for key in ("s", "a", "s"):
+            await pilot.press(key)
+            await pilot.pause(0.1)
+        status = str(h.app.query_one("#status").render())
+        assert status.startswith("ended"), status
+        assert "running" not in status

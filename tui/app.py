@@ -213,7 +213,8 @@ class SupervisorApp(App[RunResult | None]):
     def _state(self, message: StateChanged) -> None:
         if self._gone():
             return
-        self._show_status(message.state)
+        # A switch flipped after the run ended (s, a) changes no run: it stays "ended".
+        self._show_status("ended" if self._ended_at is not None else message.state)
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
@@ -253,6 +254,9 @@ class SupervisorApp(App[RunResult | None]):
 
     def action_toggle_step_once(self) -> None:
         """Each action waits for n."""
+        if self._ended_at is not None:
+            self.notify("the run has ended")
+            return
         self.controls.set_step_once(not self.controls.step_once)
         on = self.controls.step_once
         self.notify(f"step-once {'on: press n for each action' if on else 'off'}")
@@ -263,6 +267,9 @@ class SupervisorApp(App[RunResult | None]):
 
     def action_toggle_approve_each(self) -> None:
         """Every action asks first."""
+        if self._ended_at is not None:
+            self.notify("the run has ended")
+            return
         self.controls.set_approve_each(not self.controls.approve_each)
         self.notify(f"approve each action: {'on' if self.controls.approve_each else 'off'}")
 

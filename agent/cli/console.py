@@ -60,7 +60,13 @@ def print_suite(suite: SuiteResult, outputs: Outputs) -> int:
     counts = suite.counts()
     say(f"\n{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors "
           f"in {suite.seconds:.1f}s")
-    write_outputs(suite, outputs, on_written=lambda label, path: say(f"{label + ':':<9}{path}"))
+    try:
+        write_outputs(suite, outputs,
+                      on_written=lambda label, path: say(f"{label + ':':<9}{path}"))
+    except OSError as exc:  # a full disk: each file is written whole or not at all
+        say(f"deskpilot: cannot write {exc.filename or 'the reports'}: {exc.strerror or exc}",
+            file=sys.stderr)
+        return EXIT_FAILED
     page = outputs.report_page
     if page is not None and suite.tasks:
         width = min(40, max(len(t.name) for t in suite.tasks))

@@ -279,11 +279,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("huggingface_hub").propagate = False
     try:
         if args.command == "run":
-            from deskpilot.agent.cli.signals import terminate_as_interrupt
+            from deskpilot.agent.cli.signals import stopping_signal, terminate_as_interrupt
 
             # SIGTERM/SIGHUP unwind like Ctrl+C, so every held key and button is released.
             with terminate_as_interrupt():
-                return _run(run_options(args, argv))
+                code = _run(run_options(args, argv))
+            # A mode that caught the interrupt and ended cleanly still reports the signal.
+            signum = stopping_signal()
+            return code if signum is None else exit_for_interrupt(signum)
         if args.command == "models":
             from deskpilot.agent.cli.models import run_models_command
             return run_models_command(models_options(args))
@@ -299,7 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from deskpilot.agent.cli.demo import run_demo
             return run_demo(args.runs_dir)
     except KeyboardInterrupt as exc:
-        signum = getattr(exc, "signum", None)
+        from deskpilot.agent.cli.signals import stopping_signal
+
+        signum = stopping_signal() or getattr(exc, "signum", None)
         say(f"terminated by signal {signum}" if signum else "interrupted", file=sys.stderr)
         return exit_for_interrupt(signum)
     except UserError as exc:

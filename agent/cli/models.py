@@ -51,7 +51,8 @@ def _verify(models_dir: Path, *, record: bool) -> int:
     bad = False
     for r in results:
         say(f"{r.status.value:<18} {r.entry:<18} {r.path}\n{'':<18} {r.detail}")
-        bad |= r.status in (catalog.VerifyStatus.SIZE_MISMATCH,
+        # A missing file fails too: "verify" answers whether the model is ready to use.
+        bad |= r.status in (catalog.VerifyStatus.MISSING, catalog.VerifyStatus.SIZE_MISMATCH,
                             catalog.VerifyStatus.CHECKSUM_MISMATCH)
     return EXIT_FAILED if bad else EXIT_OK
 

@@ -79,7 +79,7 @@ def _system_out(task: TaskResult) -> str:
 
 def _testcase(parent: ET.Element, task: TaskResult) -> None:
     case = ET.SubElement(parent, "testcase", {
-        "classname": f"deskpilot.{task.file.stem}", "name": xml_text(task.name),
+        "classname": xml_text(f"deskpilot.{task.file.stem}"), "name": xml_text(task.name),
         "time": f"{task.seconds:.3f}", "file": xml_text(str(task.file))})
     if images := _images(task, task.failed_step):
         properties = ET.SubElement(case, "properties")

@@ -34,6 +34,7 @@ from deskpilot.grounding.textmatch import (
     TextNotFound,
     find_text,
 )
+from deskpilot.grounding.windows import WindowProbe
 from deskpilot.models.runtime import Reply, Request, Runtime
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,14 @@ class ActionRefused(StepFailed):
 
 class StatementFalse(StepFailed):
     """The model judged that a ``check`` statement does not hold."""
+
+
+class OutOfTime(StepFailed):
+    """The task's time budget ran out inside the step."""
+
+
+class RecordFailed(StepFailed):
+    """A record of the run (a screenshot, the step list) could not be written: stop acting."""
 
 
 @dataclass
@@ -102,6 +111,16 @@ class StepContext:
     deadline: float = float("inf")
     settle_s: float = 2.0
     gate: Gate | None = None  # the safety policy; None only in tests that do not need it
+    windows: WindowProbe | None = None  # which window has the focus; None: not known here
+    occurrences: dict[str, int] = field(default_factory=dict)  # cache keys used so far
+
+    def left(self) -> float:
+        """Seconds left of the task's time budget (never negative)."""
+        return max(0.0, self.deadline - self.clock.now())
+
+    def bounded(self, seconds: float) -> float:
+        """``seconds``, cut to what is left of the task's time budget."""
+        return min(seconds, self.left())
 
     def text(self, template: str) -> str:
         """A spec string with variables filled in (secrets included: for typing only)."""
@@ -146,8 +165,13 @@ def keep(ctx: StepContext, draft: Draft, frame: Frame, name: str) -> None:
     lap(draft, "record", t)
 
 
-def act(ctx: StepContext, draft: Draft, action: AnyAction, frame: Frame) -> None:
-    """Validate against the screen, send to the device, then wait for the screen to settle."""
+def act(ctx: StepContext, draft: Draft, action: AnyAction, frame: Frame, *,
+        settle: bool = True, type_interval: float = 0.0) -> None:
+    """Validate against the screen, send to the device, then wait for the screen to settle.
+
+    Nothing is sent when a record of the run could not be written (a full disk): every
+    screenshot queued so far is on disk, or the step fails, before any input.
+    """
     view = View.full(frame.screen, frame.width, frame.height)
     try:
         resolved = validate(action, view)
@@ -160,10 +184,21 @@ def act(ctx: StepContext, draft: Draft, action: AnyAction, frame: Frame) -> None
         if blocked is not None:
             raise ActionRefused(describe(blocked))
     t = time.perf_counter()
-    execute(resolved, ctx.device, sleep=ctx.clock.sleep)
-    lap(draft, "act", t)
+    lost = ctx.record.flush()
+    lap(draft, "record", t)
+    if lost:
+        raise RecordFailed(f"{lost} screenshot(s) of this run could not be written (is the disk "
+                           "full?); no input is sent without a record")
     t = time.perf_counter()
-    settled = wait_stable(ctx.screen, ctx.clock, timeout_s=ctx.settle_s)
+    try:
+        execute(resolved, ctx.device, sleep=ctx.clock.sleep, type_interval=type_interval)
+    except ValueError as exc:  # a text the keyboard cannot type: refused before any key
+        raise ActionRefused(str(exc)) from None
+    lap(draft, "act", t)
+    if not settle:
+        return
+    t = time.perf_counter()
+    settled = wait_stable(ctx.screen, ctx.clock, timeout_s=ctx.bounded(ctx.settle_s))
     lap(draft, "settle", t)
     if not settled.stable:
         log.info("screen still changing %.1fs after %s", settled.seconds, action.action)
@@ -183,15 +218,32 @@ def center(box: PixelBox) -> tuple[int, int]:
     return (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
 
 
+def off_screen(box: tuple[int, ...], size: tuple[int, int]) -> str | None:
+    """Why a point ``(x, y)`` or region ``(x1, y1, x2, y2)`` is not on a screen of ``size``."""
+    width, height = size
+    if len(box) == 2:
+        x, y = box
+        if x >= width or y >= height:
+            return f"point {list(box)} is outside the {width}x{height} screen"
+        return None
+    x1, y1, x2, y2 = box
+    if x2 <= x1 or y2 <= y1:
+        return f"region {list(box)} is empty or inverted (x1 < x2 and y1 < y2 are needed)"
+    if x2 > width or y2 > height:
+        return (f"region {list(box)} reaches outside the {width}x{height} screen "
+                f"(at most [.., .., {width}, {height}])")
+    return None
+
+
 def clip_to_frame(spec_region: tuple[int, int, int, int] | None, frame: Frame) -> PixelBox | None:
+    """A step's region as a box on the frame; a region not wholly on the screen fails the step
+    (clipping it would search a sliver and pass by accident)."""
     if spec_region is None:
         return None
-    x1, y1 = min(spec_region[0], frame.width - 1), min(spec_region[1], frame.height - 1)
-    x2, y2 = min(spec_region[2], frame.width), min(spec_region[3], frame.height)
-    if x2 <= x1 or y2 <= y1:
-        raise StepFailed(f"region {list(spec_region)} lies outside the "
-                         f"{frame.width}x{frame.height} screen")
-    return (x1, y1, x2, y2)
+    problem = off_screen(spec_region, (frame.width, frame.height))
+    if problem is not None:
+        raise StepFailed(problem)
+    return spec_region
 
 
 def read_text(ctx: StepContext, draft: Draft, frame: Frame, query: str,

@@ -23,7 +23,7 @@ from deskpilot.agent.tasks.spec import (
     ScrollSpec,
     Step,
     TextSpec,
-    TypeText,
+    TypeSpec,
     WaitSeconds,
 )
 
@@ -73,7 +73,7 @@ def _click_needs_model(spec: ClickSpec) -> bool:
 
 STEPS: dict[str, StepKind[Any]] = {
     "click": StepKind(ClickSpec, act.click, needs_model=_click_needs_model, shorthand="text"),
-    "type": StepKind(TypeText, act.type_text),
+    "type": StepKind(TypeSpec, act.type_text, shorthand="text"),
     "key": StepKind(KeyChord, act.key, check=_known_chord),
     "scroll": StepKind(ScrollSpec, act.scroll),
     "wait": StepKind(WaitSeconds, act.wait),
