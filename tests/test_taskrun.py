@@ -390,7 +390,8 @@ def test_labels_show_values_but_not_secrets_and_counts_read_well(
                       services(tmp_path, draw(SAVE), FakeReader([])))
     assert result.status is TaskStatus.PASSED, result.message
     labels = [s.label for s in result.steps]
-    assert labels == ["type: 'Hello there'", "type: 'x'", "type: '[secret]'"]
+    assert labels == ["type: {text: 'Hello there'}", "type: {text: 'x'}",
+                      "type: {text: '[secret]'}"]
     assert [s.message for s in result.steps] == [
         "typed 11 characters", "typed 1 character",
         "typed 14 characters; the secret does not show on the screen"]
