@@ -24,7 +24,7 @@ from deskpilot.models.scripted import ScriptedRuntime
 from deskpilot.tui.app import RunInfo, Session, SupervisorApp
 from deskpilot.tui.approval import ApprovalScreen
 from deskpilot.tui.imageview import ScreenView
-from tests.helpers.fakes import FakeClock
+from tests.helpers.fakes import JOINT_SETTINGS, FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -68,7 +68,7 @@ class Harness:
         return run_agent("press OK in the dialog", runtime=self.runtime,
                          screen=FakeScreen(desktop()), device=self.device, record=self.record,
                          clock=FakeClock(), takeover=self.takeover, on_step=session.on_step,
-                         supervisor=session.controls)
+                         supervisor=session.controls, settings=JOINT_SETTINGS)
 
     def executed(self) -> list[str]:
         return [call[0] for call in self.device.calls]
