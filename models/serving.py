@@ -207,13 +207,18 @@ _ACTION_ROOT = re.compile(r"root ::= ws \(([a-z_| -]+)\)\n")
 
 def json_schema_for(grammar: str) -> dict[str, Any] | None:
     """The JSON schema of the answers ``grammar`` admits, for the grammars deskpilot makes: one
-    or more kinds of action (actions.schema) or a query's value (models.asks). It is the
+    or more kinds of action (actions.schema), a query's value (models.asks) or a grounding
+    box (models.grounder). It is the
     pydantic models' own schema, so it bounds numbers by value, not by digits as the grammar
     does. None for any other grammar, such as a check's bare ``yes``/``no`` (not JSON)."""
     from deskpilot.actions.schema import action_grammar
     from deskpilot.actions.types import ACTION_TYPES, tag_of
     from deskpilot.models.asks import MAX_VALUE_CHARS, VALUE_GRAMMAR
+    from deskpilot.models.grounder import BOX_GRAMMAR
 
+    if grammar == BOX_GRAMMAR:  # the grounding call's bare [x1, y1, x2, y2]
+        return {"type": "array", "minItems": 4, "maxItems": 4,
+                "items": {"type": "number", "minimum": 0, "maximum": 1}}
     if grammar == VALUE_GRAMMAR:
         return {"type": "object", "additionalProperties": False, "required": ["value"],
                 "properties": {"value": {"type": "string", "maxLength": MAX_VALUE_CHARS}}}

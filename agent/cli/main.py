@@ -26,6 +26,7 @@ from deskpilot.agent.takeover import DEFAULT_KILL_HOTKEY
 from deskpilot.agent.tasks.cache import CacheMode
 from deskpilot.grounding.preprocess import DEFAULT_MAX_PATCHES, DEFAULT_MIN_PATCHES
 from deskpilot.models.choice import BACKENDS, CONSTRAINTS, ModelChoice
+from deskpilot.models.grounder import GroundingPrompt
 from deskpilot.models.runtime import Mode
 
 if TYPE_CHECKING:
@@ -184,6 +185,19 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     safety.add_argument("--window", action="append", default=[], metavar="PATTERN",
                         help="refuse actions on windows whose title and class do not match "
                              "(text, or /regex/; repeatable)")
+    run.add_argument("--grounding", choices=[g.value for g in GroundingPrompt],
+                     default=_SETTINGS.grounding.value,
+                     help="native (default): the step call plans in --mode and names pointer "
+                          "targets in words, then the model's own grounding call (image first, "
+                          "direct, greedy) returns each box; joint: one call answers the action "
+                          "with its box (the earlier path, kept for comparison)")
+    run.add_argument("--grounder-model", default=None, metavar="NAME|PATH",
+                     help="ground with a second model: a catalog name or text GGUF path (its "
+                          "mmproj beside it), or with --grounder-base-url the name a server "
+                          "serves it under (default: the planning model, same process)")
+    run.add_argument("--grounder-base-url", default=None, metavar="URL",
+                     help="ground on an OpenAI-compatible server (e.g. a dedicated GUI-grounding "
+                          "model), http://HOST:PORT/v1")
     run.add_argument("--zoom", action="store_true",
                      help="when a target is small on a downscaled view, ask again on a "
                           "native-resolution crop around it (a second, smaller model call)")
