@@ -114,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("what", choices=list(_BENCHES), metavar="WHAT",
                        help="one of: " + ", ".join(_BENCHES))
     bench.add_argument("options", nargs=argparse.REMAINDER, help="options of that benchmark")
+    evals = sub.add_parser(
+        "eval", help="measure the model on labelled data (grounding accuracy)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="`deskpilot eval WHAT --help` lists each one's options (docs/eval.md).",
+        epilog="\n".join(f"  {name:<9} {text}" for name, (_, text) in _EVALS.items()))
+    evals.add_argument("what", choices=list(_EVALS), metavar="WHAT",
+                       help="one of: " + ", ".join(_EVALS))
+    evals.add_argument("options", nargs=argparse.REMAINDER, help="options of that evaluation")
     sub.add_parser("doctor", help="check that this machine can run the agent, and say how "
                                   "to fix what is missing")
     demo = sub.add_parser("demo", help="replay a recorded xcalc run on a private Xvfb display")
@@ -277,6 +285,14 @@ _BENCHES = {
 }
 
 
+_EVALS = {  # name: (module in deskpilot.agent.eval, what it does)
+    "grounding": ("grounding", "point-in-box accuracy on ScreenSpot-v2 / ScreenSpot-Pro records "
+                               "(DIR [--out OUT] [--prompt native|joint] [--zoom] [--limit N])"),
+    "make-set": ("makeset", "render real X apps on a private Xvfb and label targets from X11 "
+                            "geometry and checked OCR, in ScreenSpot-v2 format (DIR)"),
+}
+
+
 def parse_run(argv: Sequence[str]) -> RunOptions:
     """The options of a ``run`` command line (``["run", ...]``, global flags allowed before it)."""
     return run_options(build_parser().parse_args(argv), argv)
@@ -306,6 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             importlib.import_module(f"deskpilot.agent.bench.{args.what}").main(args.options)
             return EXIT_OK
+        if args.command == "eval":
+            import importlib
+
+            module = importlib.import_module(f"deskpilot.agent.eval.{_EVALS[args.what][0]}")
+            return int(module.main(args.options))
         if args.command == "doctor":
             from deskpilot.agent.cli.doctor import run_doctor
             return run_doctor()
