@@ -387,7 +387,7 @@ def test_pull_lists_the_repository_first_and_says_what_it_chose(
 ])
 def test_real_catalog_patterns_match_the_known_names(listing: list[str], model: str,
                                                      mmproj: str) -> None:
-    from deskpilot.models.catalog import DEFAULT_MODEL, _find_in_repo
+    from deskpilot.models.catalog import DEFAULT_MODEL, _find_in_repo, get_entry
 
     entry = get_entry(DEFAULT_MODEL)
     assert _find_in_repo(entry.model, listing) == model
