@@ -18,6 +18,7 @@ from deskpilot.agent.cli.options import (
     DEFAULT_SCREEN_SIZE,
     TINY_SHAPE_FLAGS,
     TINY_TEMPERATURE,
+    ask_options,
     models_options,
     run_options,
 )
@@ -114,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("what", choices=list(_BENCHES), metavar="WHAT",
                        help="one of: " + ", ".join(_BENCHES))
     bench.add_argument("options", nargs=argparse.REMAINDER, help="options of that benchmark")
+    _add_ask(sub)
+
     evals = sub.add_parser(
         "eval", help="measure the model on labelled data (grounding accuracy)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -285,6 +288,39 @@ _BENCHES = {
 }
 
 
+def _add_ask(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``ask`` command: one question about an image or the screen."""
+    ask = sub.add_parser(
+        "ask", help="ask the model about a chart, a document or the screen",
+        description="Ask one question about an image file, the screen, or nothing: the image "
+                    "goes first, the reasoning trace streams dimmed and the answer is printed "
+                    "on its own (--json: one object for scripts).")
+    ask.add_argument("question", metavar="QUESTION")
+    where = ask.add_mutually_exclusive_group()
+    where.add_argument("--image", type=Path, metavar="FILE", help="a PNG or JPEG to ask about")
+    where.add_argument("--screen", action="store_true", help="ask about the screen ($DISPLAY)")
+    ask.add_argument("--monitor", type=int, default=1, metavar="N")
+    ask.add_argument("--mode", choices=[Mode.REASONING.value, Mode.DIRECT.value],
+                     default=Mode.REASONING.value,
+                     help="reasoning (default: the model's mode for charts, math and "
+                          "documents) or direct")
+    ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.add_argument("--model", default=None, metavar="NAME|PATH")
+    ask.add_argument("--mmproj", type=Path, metavar="PATH")
+    ask.add_argument("--backend", choices=BACKENDS, default=_MODEL.backend)
+    ask.add_argument("--base-url", default=None, metavar="URL")
+    ask.add_argument("--replay", type=Path, metavar="JSONL", help="answer from a recording")
+    ask.add_argument("--n-ctx", type=argtypes.positive_int, default=_MODEL.n_ctx, metavar="N")
+    ask.add_argument("--gpu-layers", type=int, default=_MODEL.gpu_layers, metavar="N")
+    ask.add_argument("--max-patches", type=argtypes.patch_budget, default=DEFAULT_MAX_PATCHES,
+                     metavar="N")
+    ask.add_argument("--max-tokens", type=argtypes.positive_int, default=512, metavar="N",
+                     help="answer length limit (default 512)")
+    ask.add_argument("--max-reasoning-tokens", type=argtypes.positive_int, default=1024,
+                     metavar="N", help="reasoning trace limit (default 1024)")
+    ask.add_argument("--temperature", type=float, default=None, metavar="T")
+
+
 _EVALS = {  # name: (module in deskpilot.agent.eval, what it does)
     "grounding": ("grounding", "point-in-box accuracy on ScreenSpot-v2 / ScreenSpot-Pro records "
                                "(DIR [--out OUT] [--prompt native|joint] [--zoom] [--limit N])"),
@@ -322,6 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             importlib.import_module(f"deskpilot.agent.bench.{args.what}").main(args.options)
             return EXIT_OK
+        if args.command == "ask":
+            from deskpilot.agent.cli.ask import run_ask
+            return run_ask(ask_options(args))
         if args.command == "eval":
             import importlib
 

@@ -177,3 +177,40 @@ def models_options(args: argparse.Namespace) -> ModelsOptions:
         real_shape=getattr(args, "real_shape", False), seed=getattr(args, "seed", 0),
         dims=tuple((name, value) for name in TINY_SHAPE_FLAGS
                    if (value := getattr(args, name, None)) is not None))
+
+
+@dataclass(frozen=True, slots=True)
+class AskOptions:
+    """What ``deskpilot ask`` was asked."""
+
+    question: str
+    model: ModelChoice
+    image: Path | None = None
+    screen: bool = False
+    monitor: int = 1
+    mode: Mode = Mode.REASONING
+    json: bool = False
+    max_patches: int = 3600
+    max_tokens: int = 512
+    max_reasoning_tokens: int = 1024
+    temperature: float = 0.0
+
+
+def ask_options(args: argparse.Namespace) -> AskOptions:
+    """The options of a parsed ``ask`` command line; UserError when they do not fit."""
+    if args.image is not None and args.screen:
+        raise UserError("give --image FILE or --screen, not both")
+    try:
+        model = ModelChoice(model=args.model, mmproj=args.mmproj, replay=args.replay,
+                            backend=args.backend, base_url=args.base_url, n_ctx=args.n_ctx,
+                            gpu_layers=args.gpu_layers).checked()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    temperature = args.temperature
+    if temperature is None:
+        temperature = TINY_TEMPERATURE if model.is_tiny else 0.0
+    return AskOptions(question=args.question, model=model, image=args.image,
+                      screen=args.screen, monitor=args.monitor, mode=Mode(args.mode),
+                      json=args.json, max_patches=args.max_patches, max_tokens=args.max_tokens,
+                      max_reasoning_tokens=args.max_reasoning_tokens,
+                      temperature=float(temperature))
