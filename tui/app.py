@@ -338,7 +338,8 @@ class SupervisorApp(App[RunResult | None]):
     @staticmethod
     def _row(step: StepRecord) -> tuple[str, ...]:
         action = step.action or {}
-        source = ("model+zoom" if step.zoom_image_tokens else "model") if action else "—"
+        source = ("model" + ("+ground" if step.grounding else "")
+                  + ("+zoom" if step.zoom_image_tokens else "")) if action else "—"
         at = " → ".join(f"{x},{y}" for x, y in step.points)
         outcome = step.outcome.value if step.outcome is Outcome.EXECUTED else (
             f"{step.outcome.value}: {step.error}" if step.error else step.outcome.value)
@@ -356,6 +357,8 @@ class SupervisorApp(App[RunResult | None]):
                                          f"({len(step.reasoning)} chars)"), before=live)
         answer = Text(f"step {step.index} → ", style="bold")
         answer.append(printable(step.answer) or "(no answer)")
+        for line in step.grounding_lines():  # the grounding call's answer under the plan
+            answer.append("\n  " + printable(line), style="italic")
         pane.mount(Static(answer, classes="answer"), before=live)
         self._live_text.clear()
         live.update("")

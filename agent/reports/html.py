@@ -138,7 +138,8 @@ def _agent_step(run_dir: Path | None, sub: StepRecord, *, opened: bool) -> str:
             else sub.summary)
     where = " → ".join(f"({x}, {y})" for x, y in sub.points)
     model = "".join(f"<h4>{name}</h4>{_pre(text)}" for name, text in
-                    (("reasoning", sub.reasoning), ("answer", sub.answer)) if text)
+                    (("reasoning", sub.reasoning), ("answer", sub.answer),
+                     ("grounding", "\n".join(sub.grounding_lines()))) if text)
     shot = _figure(run_dir, sub.screenshot, f"agent step {sub.index} screenshot",
                    points=sub.points)
     return (f'<li class="agent-step"><div class="step-head"><span class="num">{sub.index}</span>'
