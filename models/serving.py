@@ -227,6 +227,9 @@ def json_schema_for(grammar: str) -> dict[str, Any] | None:
         return None
     tags = {name.strip().replace("-", "_") for name in match.group(1).split("|")}
     try:
+        if action_grammar(tags, described=True) == grammar:  # the planner's form
+            schemas = [_described_schema(cls) for cls in ACTION_TYPES if tag_of(cls) in tags]
+            return schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
         if action_grammar(tags) != grammar:  # only a grammar action_grammar made exactly
             return None
     except ValueError:
@@ -239,6 +242,29 @@ def json_schema_for(grammar: str) -> dict[str, Any] | None:
     if defs:
         result["$defs"] = defs
     return result
+
+
+def _described_schema(cls: type) -> dict[str, Any]:
+    """The JSON schema of one action in the planner's form (targets in words, no boxes),
+    from the same field specs as its grammar."""
+    from deskpilot.actions.schema import fields_of
+
+    properties: dict[str, Any] = {}
+    for spec in fields_of(cls, described=True):
+        match spec.kind:
+            case "literal":
+                prop: dict[str, Any] = {"enum": list(spec.choices)}
+            case "str":
+                prop = {"type": "string", "minLength": spec.min_len}
+                if spec.max_len is not None:
+                    prop["maxLength"] = spec.max_len
+            case _:
+                prop = {"type": "integer" if spec.kind == "int" else "number",
+                        "minimum": spec.low, "maximum": spec.high}
+        properties[spec.name] = prop
+    required = [spec.name for spec in fields_of(cls, described=True) if spec.required]
+    return {"type": "object", "additionalProperties": False, "properties": properties,
+            "required": required}
 
 
 __all__ = ["API_KEY_VARIABLES", "BASE_URL_VARIABLE", "JPEG_QUALITY", "Endpoint",

@@ -234,3 +234,37 @@ def test_grounding_call_reuses_the_planners_evaluated_image(tiny) -> None:
     other.rgb[0, 0] ^= 0xFF
     fresh = tiny.complete(native_request("the OK button", other))
     assert fresh.reused_image_tokens == 0 and "image_encode_s" in fresh.timings
+
+
+def test_json_schemas_for_servers_without_gbnf() -> None:
+    from deskpilot.models.serving import json_schema_for
+
+    planner = json_schema_for(action_grammar({"click", "drag"}, described=True))
+    assert planner is not None
+    click, drag = planner["anyOf"]
+    assert "box" not in click["properties"] and click["required"] == ["action", "target"]
+    assert drag["required"] == ["action", "target", "to_target"]
+    assert json_schema_for(BOX_GRAMMAR) == {
+        "type": "array", "minItems": 4, "maxItems": 4,
+        "items": {"type": "number", "minimum": 0, "maximum": 1}}
+
+
+def test_command_line_grounding_options() -> None:
+    from deskpilot.agent.cli.errors import UserError
+    from deskpilot.agent.cli.main import parse_run
+
+    plain = parse_run(["run", "do it"])
+    assert plain.settings.grounding is GroundingPrompt.NATIVE and plain.grounder is None
+    joint = parse_run(["run", "do it", "--grounding", "joint"])
+    assert joint.settings.grounding is GroundingPrompt.JOINT
+    served = parse_run(["run", "do it", "--grounder-base-url", "http://127.0.0.1:9/v1",
+                        "--grounder-model", "ui-grounder"])
+    assert served.grounder is not None and served.grounder.backend == "openai"
+    assert served.grounder.model == "ui-grounder"
+    local = parse_run(["run", "do it", "--grounder-model", "tiny", "--n-ctx", "4096"])
+    assert local.grounder is not None and local.grounder.is_tiny
+    assert local.grounder.n_ctx == 4096
+    with pytest.raises(UserError, match="--grounder-model NAME"):
+        parse_run(["run", "do it", "--grounder-base-url", "http://127.0.0.1:9/v1"])
+    with pytest.raises(UserError, match="need --grounding native"):
+        parse_run(["run", "do it", "--grounding", "joint", "--grounder-model", "tiny"])
