@@ -355,8 +355,8 @@ def _save(record: RunDir, seen: _Seen, on_step: Callable[[StepRecord], object] |
         action=action.model_dump() if action is not None else None,
         points=tuple((p.x, p.y) for p in points), error=error, screenshot=shot,
         image_size=(image.view.image_width, image.view.image_height),
-        image_tokens=reply.image_tokens - reply.reused_image_tokens + ground_tokens
-        + zoom_tokens, zoom_image_tokens=zoom_tokens,
+        image_tokens=reply.image_tokens + ground_tokens + zoom_tokens,
+        zoom_image_tokens=zoom_tokens,
         output_tokens=reply.output_tokens + sum(g.reply.output_tokens for g in seen.located),
         timings=Timings(**lap.seconds),
         model_timings={**reply.timings, **ground_timings, **zoom_timings},

@@ -83,7 +83,9 @@ class StepRecord:
     error: str | None = None
     screenshot: str | None = None
     image_size: tuple[int, int] = (0, 0)
-    image_tokens: int = 0  # all the step's calls, the zoom call's included
+    # The screenshot's image tokens in the step's prompt, plus those a grounding call (none
+    # when it kept the planner's image) or the zoom call evaluated.
+    image_tokens: int = 0
     output_tokens: int = 0
     timings: Timings = field(default_factory=Timings)
     model_timings: dict[str, float] = field(default_factory=dict)
