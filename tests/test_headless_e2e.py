@@ -120,9 +120,9 @@ def test_stale_model_target_falls_back_to_the_model_in_read_write_mode(tmp_path:
     # on xedit, where the cached crop is absent: the model is asked again and its answer used.
     replies = tmp_path / "replies.jsonl"
     replies.write_text(
-        json.dumps({"answer": '{"action": "click", "box": [0.3617, 0.535, 0.3719, 0.5563]}'})
+        json.dumps({"answer": "[0.3617, 0.535, 0.3719, 0.5563]"})  # native grounding answers
         + "\n"
-        + json.dumps({"answer": '{"action": "click", "box": [0.2664, 0.15, 0.2898, 0.175]}'})
+        + json.dumps({"answer": "[0.2664, 0.15, 0.2898, 0.175]"})
         + "\n")
     calc, edit = tmp_path / "calc.yaml", tmp_path / "edit.yaml"
     calc.write_text("name: main button\nsetup:\n  launch:\n"

@@ -64,6 +64,9 @@ def make_suite(root: Path) -> SuiteResult:
     agent_steps = (
         StepRecord(index=1, outcome=Outcome.EXECUTED, summary="click the File menu",
                    answer='{"action": "click"}', reasoning="The File menu is top left.",
+                   grounding=({"target": "the File menu", "answer": "[0.01, 0.02, 0.05, 0.04]",
+                               "box": [0.01, 0.02, 0.05, 0.04], "note": "",
+                               "reused_image_tokens": 920},),
                    points=((70, 62),), screenshot="screens/agent-0001.png",
                    timings=Timings(capture=0.01, model=1.5, act=0.03)),
         StepRecord(index=2, outcome=Outcome.EXECUTED, summary="drag the slider",
@@ -253,6 +256,9 @@ def test_do_steps_and_missing_screenshots(tmp_path: Path) -> None:
     assert page.count('<li class="agent-step">') == 3
     assert "click the File menu" in page and "unusable reply: not JSON" in page
     assert "The File menu is top left." in page
+    # the planner's text and the grounding call's answer, one record, both shown
+    assert "locate &#x27;the File menu&#x27; -&gt; [0.01, 0.02, 0.05, 0.04]" in page
+    assert "image reused (920 tokens)" in page
     assert '<polyline class="path" points="200,300 420,300"' in page  # the drag
     assert "screens/agent-0003.png" in page and "screens/step-0004.png" in page
     assert page.count("screenshot missing") == 2

@@ -19,6 +19,7 @@ from deskpilot.agent.tasks.results import Source, TaskStatus
 from deskpilot.agent.tasks.run import Services, run_task
 from deskpilot.grounding.capture import FakeScreen
 from deskpilot.grounding.ocr import FakeReader, TextBox, TextLine
+from deskpilot.models.grounder import GroundingPrompt
 from deskpilot.models.runtime import Mode, Reply
 from deskpilot.models.scripted import ScriptedRuntime
 from tests.helpers.fakes import FakeClock
@@ -66,7 +67,7 @@ def services(tmp_path: Path, screen: np.ndarray, reader: FakeReader, *,
         screen=FakeScreen(screen), device=device or RecordingDevice(), reader=reader,
         cache_mode=mode, cache_dir=tmp_path / "cache",
         model=ModelAccess(None if runtime is None else (lambda: runtime),
-                          ModelSettings(max_patches=256)),
+                          ModelSettings(max_patches=256, grounding=GroundingPrompt.JOINT)),
         clock=FakeClock(), display=":none", runs_root=tmp_path / "runs")
 
 

@@ -17,6 +17,7 @@ from deskpilot.actions.executor import RecordingDevice
 from deskpilot.agent.loop import run_agent
 from deskpilot.agent.records import Outcome, RunResult, Status
 from deskpilot.agent.rundir import RunDir
+from deskpilot.agent.settings import ModelSettings
 from deskpilot.agent.supervise import Controls
 from deskpilot.agent.takeover import TakeoverWatch
 from deskpilot.grounding.capture import FakeScreen
@@ -25,7 +26,7 @@ from deskpilot.models.scripted import ScriptedRuntime
 from deskpilot.tui.app import RunInfo, Session, SupervisorApp
 from deskpilot.tui.approval import ApprovalScreen
 from deskpilot.tui.imageview import ScreenView
-from tests.helpers.fakes import FakeClock
+from tests.helpers.fakes import JOINT_SETTINGS, FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -65,9 +66,11 @@ class Harness:
     def __init__(self, tmp_path: Path, replies: list[str | Reply], *,
                  controls: Controls | None = None, takeover: TakeoverWatch | None = None,
                  before_reply: Callable[[int], None] | None = None,
-                 screen: np.ndarray | None = None) -> None:
+                 screen: np.ndarray | None = None,
+                 settings: ModelSettings = JOINT_SETTINGS) -> None:
         self.device = RecordingDevice()
         self.screen = desktop() if screen is None else screen
+        self.settings = settings
         self.runtime = _Runtime(replies, before_reply)
         self.controls = controls or Controls()
         self.record = RunDir(tmp_path / "runs")
@@ -81,7 +84,7 @@ class Harness:
         return run_agent("press OK in the dialog", runtime=self.runtime,
                          screen=FakeScreen(self.screen), device=self.device, record=self.record,
                          clock=FakeClock(), takeover=self.takeover, on_step=session.on_step,
-                         supervisor=session.controls)
+                         supervisor=session.controls, settings=self.settings)
 
     def executed(self) -> list[str]:
         return [call[0] for call in self.device.calls]
@@ -151,6 +154,21 @@ async def test_a_run_shows_steps_marks_and_folded_reasoning(tmp_path: Path) -> N
     assert h.executed() == ["move", "button_down", "button_up"]
     lines = (h.record.path / "trajectory.jsonl").read_text().splitlines()
     assert [json.loads(line)["index"] for line in lines] == [1, 2]  # the same records
+
+
+async def test_planner_text_and_grounder_answer_both_shown(tmp_path: Path) -> None:
+    plan = '{"action": "click", "target": "the OK button", "button": "left", "clicks": 1}'
+    h = Harness(tmp_path, [plan, "[0.40, 0.60, 0.50, 0.70]", DONE], settings=ModelSettings())
+    async with h.app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, ended(h))
+        assert h.app.result is not None and h.app.result.status is Status.DONE
+        table = h.app.query_one("#steps")
+        assert table.get_row_at(0)[:3] == ["1", "click", "the OK button"]
+        assert table.get_row_at(0)[4] == "model+ground"
+        shown = [str(w.render()) for w in h.app.query(".answer")]
+        assert plan in shown[0]
+        assert "locate 'the OK button' -> [0.40, 0.60, 0.50, 0.70]" in shown[0]
+    assert h.executed() == ["move", "button_down", "button_up"]
 
 
 async def test_pause_holds_the_agent_and_resume_lets_it_go(tmp_path: Path) -> None:

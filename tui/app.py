@@ -384,6 +384,8 @@ class SupervisorApp(App[RunResult | None]):
                                          f"({len(step.reasoning)} chars)"), before=live)
         answer = Text(f"step {step.index} → ", style="bold")
         answer.append(printable(step.answer) or "(no answer)")
+        for line in step.grounding_lines():  # the grounding call's answer under the plan
+            answer.append("\n  " + printable(line), style="italic")
         pane.mount(Static(answer, classes="answer"), before=live)
         self._live_text.clear()
         live.update("")
@@ -447,7 +449,8 @@ def step_row(step: StepRecord, columns: tuple[tuple[str, int], ...]) -> tuple[st
         "action": str(action.get("action", "?")),
         "target": printable(str(action.get("target", action.get("text", ""))))[:40],
         "at": " → ".join(f"{x},{y}" for x, y in step.points),
-        "source": ("model+zoom" if step.zoom_image_tokens else "model") if action else "—",
+        "source": ("model" + ("+ground" if step.grounding else "")
+                   + ("+zoom" if step.zoom_image_tokens else "")) if action else "—",
         "model": f"{step.timings.model:.1f}s",
         "act": f"{step.timings.act * 1e3:.0f}ms",
     }

@@ -29,6 +29,25 @@ def say(*parts: object, file: TextIO | None = None, sep: str = " ", end: str = "
     print(text, file=file or sys.stdout, end=end, flush=flush)
 
 
+def say_progress(text: str, *, last: bool, file: TextIO | None = None) -> None:
+    """A progress line that redraws itself on a terminal (carriage return, our own control
+    character) and, elsewhere, is written once when the work is done."""
+    out = file or sys.stderr
+    if out.isatty():
+        out.write("\r" + printable(text) + ("\n" if last else ""))
+        out.flush()
+    elif last:
+        say(text, file=out, flush=True)
+
+
+def say_dim(text: str, *, file: TextIO | None = None) -> None:
+    """Text shown dimmed on a terminal (a reasoning trace as it streams), plain elsewhere."""
+    out = file or sys.stdout
+    shown = printable(text)
+    out.write(f"\x1b[2m{shown}\x1b[0m" if out.isatty() else shown)
+    out.flush()
+
+
 def print_step(step: StepRecord | ScriptStep) -> None:
     """One line per step, of the agent loop or of a task file."""
     say(step.line(), flush=True)

@@ -42,6 +42,8 @@ def _pull(name: str, models_dir: Path) -> int:
         paths = catalog.pull(name, models_dir, progress=True)
     except catalog.ModelError as exc:
         raise UserError(str(exc)) from None
+    for chosen in paths.chosen:
+        say(f"chose {chosen}")
     say(f"ready:\n  model  {paths.model}\n  mmproj {paths.mmproj}")
     return EXIT_OK
 

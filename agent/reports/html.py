@@ -302,7 +302,8 @@ def _agent_step(page: _TaskPage, sub: StepRecord, *, opened: bool) -> str:
             else sub.summary)
     where = " → ".join(f"({x}, {y})" for x, y in sub.points)
     model = "".join(f"<h4>{name}</h4>{_pre(text)}" for name, text in
-                    (("reasoning", sub.reasoning), ("answer", sub.answer)) if text)
+                    (("reasoning", sub.reasoning), ("answer", sub.answer),
+                     ("grounding", "\n".join(sub.grounding_lines()))) if text)
     return (f'<li class="agent-step"><div class="step-head"><span class="num">{sub.index}</span>'
             f'<span>{_e(what)}</span>'
             f'<span class="outcome {_e(sub.outcome.value)}">{_e(sub.outcome.value)}</span></div>'

@@ -35,7 +35,7 @@ from deskpilot.grounding.stable import wait_stable
 from deskpilot.grounding.template import FlatSnippet, cut
 from deskpilot.grounding.textmatch import TextLookupError, find_text
 from deskpilot.grounding.windows import WindowProbeError
-from deskpilot.models import asks
+from deskpilot.models.grounder import Grounder
 
 
 def _read_text(ctx: StepContext, draft: Draft, frame: Frame, query: str,
@@ -59,15 +59,15 @@ def _locate(ctx: StepContext, draft: Draft, frame: Frame, target: str,
                                               region[3] - region[1])
     t = time.perf_counter()
     image = prepare(frame, max_patches=settings.max_patches, region=area)
-    reply = ctx.model.ask(asks.locate_request(target, image, temperature=settings.temperature))
+    grounder = Grounder(ctx.model.runtime(), settings.grounding,
+                        temperature=settings.temperature)
+    found = grounder.locate(target, image)
     lap(draft, "model", t)
-    draft.model_text = reply.answer
-    try:
-        click = asks.parse_locate(reply)
-    except asks.AskError as exc:
-        raise TargetMissing(str(exc)) from None
+    draft.model_text = found.reply.answer
+    if found.box is None:
+        raise TargetMissing(f"unusable location answer: {found.note}")
     r = image.view.region
-    x1, y1, x2, y2 = click.box
+    x1, y1, x2, y2 = found.box
     box = (int(r.x + x1 * r.width), int(r.y + y1 * r.height),
            max(int(r.x + x2 * r.width), int(r.x + x1 * r.width) + 1),
            max(int(r.y + y2 * r.height), int(r.y + y1 * r.height) + 1))
