@@ -159,12 +159,15 @@ async def test_a_run_shows_steps_marks_and_folded_reasoning(tmp_path: Path) -> N
 async def test_planner_text_and_grounder_answer_both_shown(tmp_path: Path) -> None:
     plan = '{"action": "click", "target": "the OK button", "button": "left", "clicks": 1}'
     h = Harness(tmp_path, [plan, "[0.40, 0.60, 0.50, 0.70]", DONE], settings=ModelSettings())
-    async with h.app.run_test(size=(140, 40)) as pilot:
+    async with h.app.run_test(size=(240, 40)) as pilot:  # wide: every column is shown
         await until(pilot, ended(h))
+        await until(pilot, fitted(h))
         assert h.app.result is not None and h.app.result.status is Status.DONE
         table = h.app.query_one("#steps")
-        assert table.get_row_at(0)[:3] == ["1", "click", "the OK button"]
-        assert table.get_row_at(0)[4] == "model+ground"
+        row = dict(zip((str(c.label) for c in table.columns.values()), table.get_row_at(0),
+                       strict=True))
+        assert (row["#"], row["action"], row["target"]) == ("1", "click", "the OK button")
+        assert row["source"] == "model+ground"
         shown = [str(w.render()) for w in h.app.query(".answer")]
         assert plan in shown[0]
         assert "locate 'the OK button' -> [0.40, 0.60, 0.50, 0.70]" in shown[0]
