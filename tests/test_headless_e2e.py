@@ -63,6 +63,12 @@ def test_examples_pass_and_leave_junit_summary_and_report(tmp_path: Path) -> Non
     html = (out / "report" / "index.html").read_text()
     assert "xcalc adds 7 and 8" in html and "data:image/jpeg;base64," in html
     assert "2 passed, 0 failed, 0 errors" in done.stdout
+    # Then as `make demo` does: again from the verified cache alone, which must not refuse.
+    again = deskpilot(*sorted((ROOT / "examples").glob("*.yaml")), "--headless", "--xvfb",
+                      "--cache", "read-only", "--cache-dir", out / "cache",
+                      "--runs-dir", out / "runs")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("via cache") >= 4, again.stdout
 
 
 def test_failing_expectation_exits_1_with_a_junit_failure_and_screenshot(tmp_path: Path
