@@ -5,6 +5,23 @@ the model's repository (microsoft/Phi-4-reasoning-vision-15B, huggingface-transf
 chat_template.jinja); tests/test_prompt.py checks its length and digest, so an edit shows.
 """
 
+# The user and assistant turns after the fixed system turn (also the tiny test model's).
+TURNS = (
+    "{% for message in messages %}\n"
+    "{% if message['role'] == 'user' %}\n"
+    "{{ '<|im_start|>user<|im_sep|>' + message['content'] + '<|im_end|>' }}\n"
+    "{% elif message['role'] == 'assistant' %}\n"
+    "<|im_start|>assistant<|im_sep|>\n"
+    "{% generation %}\n"
+    "{{ message['content'] + '<|im_end|>' }}\n"
+    "{% endgeneration %}\n"
+    "{% endif %}\n"
+    "{% endfor %}\n"
+    "{% if add_generation_prompt %}\n"
+    "{{ '<|im_start|>assistant<|im_sep|>' }}\n"
+    "{% endif %}"
+)
+
 PHI4RV_CHAT_TEMPLATE = (
     "<|im_start|>system<|im_sep|>You are Phi, a multimodal model trained by "
     "Microsoft to help users.  Your role as an assistant is to provide accurate, "
@@ -43,17 +60,4 @@ PHI4RV_CHAT_TEMPLATE = (
     "\n"
     "Now, try to solve the following question through the above "
     "guidelines:<|im_end|>\n"
-    "{% for message in messages %}\n"
-    "{% if message['role'] == 'user' %}\n"
-    "{{ '<|im_start|>user<|im_sep|>' + message['content'] + '<|im_end|>' }}\n"
-    "{% elif message['role'] == 'assistant' %}\n"
-    "<|im_start|>assistant<|im_sep|>\n"
-    "{% generation %}\n"
-    "{{ message['content'] + '<|im_end|>' }}\n"
-    "{% endgeneration %}\n"
-    "{% endif %}\n"
-    "{% endfor %}\n"
-    "{% if add_generation_prompt %}\n"
-    "{{ '<|im_start|>assistant<|im_sep|>' }}\n"
-    "{% endif %}"
-)
+) + TURNS
