@@ -13,12 +13,14 @@ import contextlib
 import functools
 import logging
 import os
+import shutil
+import subprocess
 import sys
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from deskpilot.actions.keys import KEY_NAMES, MODIFIERS, UnknownKeyError
 from deskpilot.actions.resolved import Resolved
@@ -76,8 +78,22 @@ class InputDevice(Protocol):
     def key_up(self, key: str) -> None:
         """Release a key given by its canonical name."""
 
-    def write(self, text: str) -> None:
-        """Type text literally (characters, not key names)."""
+    def write(self, text: str, interval: float = 0.0) -> None:
+        """Type text literally (characters, not key names), ``interval`` seconds apart."""
+
+
+@runtime_checkable
+class ChecksText(Protocol):
+    """A device that can tell, before typing, which characters it could not type."""
+
+    def untypeable(self, text: str) -> str:
+        """The characters of ``text`` this device cannot type ("" when it can type them all)."""
+        ...
+
+
+def untypeable(device: InputDevice, text: str) -> str:
+    """What ``device`` cannot type of ``text`` (devices that cannot tell are trusted)."""
+    return device.untypeable(text) if isinstance(device, ChecksText) else ""
 
 
 def _point_pyautogui_at(display: str) -> None:
@@ -118,6 +134,7 @@ class PyAutoGuiDevice:
 
         self._gui: Any = pyautogui
         display = display or os.environ.get("DISPLAY")
+        self._display = display
         if display and sys.platform.startswith("linux"):
             _point_pyautogui_at(display)
         pyautogui.PAUSE = 0  # our own code decides when to wait
@@ -185,27 +202,69 @@ class PyAutoGuiDevice:
         with self._releasing():
             self._gui.keyUp(self._shifted.get(key, key))
 
-    def write(self, text: str) -> None:
-        """Type text; raises before typing anything if a character has no key here."""
-        # pyautogui skips characters it cannot type without a word, which would type a
-        # different text than the one the model asked for.
-        missing = sorted({c for c in text if not self._gui.isValidKey(c)})
+    def untypeable(self, text: str) -> str:
+        """The characters neither pyautogui nor xdotool can type here ("" for none)."""
+        missing = "".join(sorted({c for c in text if not self._gui.isValidKey(c)}))
+        if missing and self._display and shutil.which("xdotool"):
+            return ""  # xdotool types any character that has a keysym: all of Unicode
+        return missing
+
+    def write(self, text: str, interval: float = 0.0) -> None:
+        """Type text; raises before typing anything if a character cannot be typed here.
+
+        Text on the keyboard pyautogui knows (ASCII, newline, tab) goes through pyautogui; text
+        with any other character (accents, CJK, symbols) goes whole through ``xdotool type``,
+        which binds a spare keycode to each character's keysym for the moment it is typed
+        (XTEST), whatever the layout.
+        """
+        missing = self.untypeable(text)
         if missing:
             raise ValueError(
-                f"cannot type {''.join(missing)!r} with this keyboard; only ASCII text, "
-                "newline and tab can be typed")
+                f"cannot type {missing!r} with this keyboard (xdotool, which types any "
+                "character, is not installed); nothing was typed")
+        if all(self._gui.isValidKey(c) for c in text):
+            self._write_plain(text, interval)
+        else:
+            # The whole text, not only the characters pyautogui lacks: measured on xterm, a
+            # character remapped right after pyautogui's own input was lost (the first of each
+            # such run), while xdotool typing the whole line lost none.
+            _xdotool_type(self._display or "", text, interval)
+
+    def _write_plain(self, text: str, interval: float) -> None:
         try:
             for i, piece in enumerate(text.split("<") if self._shifted else [text]):
                 if i:
                     self.key_down("<")
                     self.key_up("<")
+                    if interval:
+                        time.sleep(interval)
                 if piece:
-                    self._gui.write(piece, interval=0)
+                    self._gui.write(piece, interval=interval)
         except BaseException:
             # pyautogui presses shift by itself for capitals and symbols.
             with contextlib.suppress(Exception), self._releasing():
                 self._gui.keyUp("shift")
             raise
+
+
+XDOTOOL_TIMEOUT_S = 5.0  # beyond the typing time itself
+
+
+def _xdotool_type(display: str, text: str, interval: float) -> None:
+    """Type ``text`` with xdotool; the text goes through stdin, never the arguments (``ps``)."""
+    from deskpilot.grounding.xvfb import display_env
+
+    delay_ms = max(1, round(interval * 1000))  # xdotool's own default is 12 ms
+    try:
+        done = subprocess.run(["xdotool", "type", "--delay", str(delay_ms), "--file", "-"],
+                              input=text.encode("utf-8"), env=display_env(display),
+                              capture_output=True, check=False,
+                              timeout=XDOTOOL_TIMEOUT_S + len(text) * (delay_ms / 1000 + 0.01))
+    except subprocess.TimeoutExpired:
+        raise RuntimeError("xdotool did not finish typing in time") from None
+    if done.returncode != 0:
+        raise RuntimeError(f"xdotool could not type: "
+                           f"{done.stderr.decode('utf-8', 'replace').strip()[:200]}")
 
 
 class InjectedFailure(RuntimeError):
@@ -226,6 +285,7 @@ class RecordingDevice:
         self.keys_down: list[str] = []
         self.buttons_down: list[str] = []
         self.position = position
+        self.intervals: list[float] = []  # of each write, in order
         self._fail_at = frozenset(fail_at)
         self._fail_after = fail_after
         self._error = error
@@ -281,8 +341,9 @@ class RecordingDevice:
             self.keys_down.remove(key)
         done()
 
-    def write(self, text: str) -> None:
-        """Record typed text."""
+    def write(self, text: str, interval: float = 0.0) -> None:
+        """Record typed text; the pause between its characters goes to ``intervals``."""
+        self.intervals.append(interval)
         self._call("write", text)()
 
 
@@ -390,6 +451,7 @@ class _Run:
     sleep: Callable[[float], None]
     type_chunk: int
     should_stop: Callable[[], bool] | None
+    type_interval: float = 0.0
 
 
 def _click(run: _Run, p: Point, button: Button, clicks: int) -> None:
@@ -416,10 +478,16 @@ def _drag(run: _Run, start: Point, end: Point) -> None:
 def _type(run: _Run, text: str) -> None:
     # pyautogui presses Enter for both '\r' and '\n', so a CRLF would press it twice.
     text = text.replace("\r\n", "\n")
+    missing = untypeable(run.device, text)
+    if missing:  # the whole text, before its first character: never half of it
+        raise ValueError(f"cannot type {missing!r} with this keyboard; nothing was typed")
     for start in range(0, len(text), run.type_chunk):
         if start and _stop_requested(run.should_stop):
             raise Interrupted(f"stopped after typing {start} of {len(text)} characters")
-        run.device.write(text[start:start + run.type_chunk])
+        if run.type_interval:
+            run.device.write(text[start:start + run.type_chunk], run.type_interval)
+        else:
+            run.device.write(text[start:start + run.type_chunk])
 
 
 def _hold(run: _Run, hold: tuple[str, ...], keys: tuple[str, ...], presses: int) -> None:
@@ -478,18 +546,19 @@ def _dispatch(resolved: Resolved, run: _Run) -> None:
 
 def execute(resolved: Resolved, device: InputDevice, *,
             sleep: Callable[[float], None] = time.sleep, type_chunk: int = 32,
-            should_stop: Callable[[], bool] | None = None) -> None:
+            should_stop: Callable[[], bool] | None = None, type_interval: float = 0.0) -> None:
     """Perform one resolved action on the device; nothing it pressed stays held afterwards.
 
     ``should_stop`` is polled between typed chunks, hold presses, wait slices and drag moves;
-    when it returns True the action ends with :class:`Interrupted`.
+    when it returns True the action ends with :class:`Interrupted`. ``type_interval`` is the
+    pause between typed characters (seconds), for applications that drop keys sent at once.
     """
     if type_chunk < 1:
         raise ValueError(f"type_chunk must be at least 1, got {type_chunk}")
     held = _Held(device)
     log.debug("executing %s", type(resolved.action).__name__)
     try:
-        _dispatch(resolved, _Run(device, held, sleep, type_chunk, should_stop))
+        _dispatch(resolved, _Run(device, held, sleep, type_chunk, should_stop, type_interval))
     finally:
         held.release_all()
 

@@ -84,6 +84,10 @@ class Gate:
 
 def describe(concern: Concern) -> str:
     """One line for the model and the records."""
-    what = "refused" if concern.category in REFUSAL_CATEGORIES else "not approved"
-    return f"{what} ({concern.category.value}): {concern.reason}"
+    if concern.category in REFUSAL_CATEGORIES:
+        return f"refused ({concern.category.value}): {concern.reason}"
+    # Only the person can permit it: in the task file, or on the command line.
+    name = concern.category.value
+    return (f"not approved ({name}): {concern.reason}; to permit it without asking, a task "
+            f"file lists it (allow: [{name}]), a task in words takes --allow {name}")
 

@@ -8,6 +8,7 @@ length of any reply.
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from annotated_types import Ge, Le, MaxLen, MinLen
 
-from deskpilot.actions.types import ACTION_TYPES, tag_of
+from deskpilot.actions.types import ACTION_TYPES, BOX_TO_TARGET, MAX_TARGET_CHARS, tag_of
 
 _DECIMALS = 4
 
@@ -72,12 +73,24 @@ def _spec(name: str, annotation: object, metadata: list[object], required: bool,
                      required=required, default=default)
 
 
-def fields_of(cls: type) -> tuple[FieldSpec, ...]:
-    """The fields of an action class, ``action`` first, then in declaration order."""
+def fields_of(cls: type, *, described: bool = False) -> tuple[FieldSpec, ...]:
+    """The fields of an action class, ``action`` first, then in declaration order.
+
+    ``described``: the planner's form, where each box is replaced by a required description
+    of its target (``box`` by ``target``, ``to_box`` by ``to_target``) for a grounding call
+    to locate.
+    """
     specs = []
     for name, info in cls.model_fields.items():  # type: ignore[attr-defined]
-        specs.append(_spec(name, info.annotation, list(info.metadata), info.is_required(),
-                           None if info.is_required() else info.default))
+        spec = _spec(name, info.annotation, list(info.metadata), info.is_required(),
+                     None if info.is_required() else info.default)
+        if described and spec.kind == "box":
+            if BOX_TO_TARGET[name] in cls.model_fields:  # type: ignore[attr-defined]
+                continue  # the description field is declared already (``target``)
+            spec = FieldSpec(BOX_TO_TARGET[name], "str", min_len=1, max_len=MAX_TARGET_CHARS)
+        elif described and name in BOX_TO_TARGET.values():
+            spec = FieldSpec(name, "str", min_len=1, max_len=MAX_TARGET_CHARS)
+        specs.append(spec)
     specs.sort(key=lambda s: s.name != "action")
     return tuple(specs)
 
@@ -112,12 +125,15 @@ def _describe_field(spec: FieldSpec) -> str:
     return f'"{spec.name}": {value}'
 
 
-def describe_actions(allowed: Iterable[str] | None = None) -> str:
+def describe_actions(allowed: Iterable[str] | None = None, *, described: bool = False) -> str:
     """One line per action for the prompt: its JSON shape and what it does."""
     lines = []
     for cls in _classes(allowed):
-        body = ", ".join(_describe_field(s) for s in fields_of(cls))
+        body = ", ".join(_describe_field(s) for s in fields_of(cls, described=described))
         doc = (cls.__doc__ or "").strip().splitlines()[0].replace("``", "")
+        if described:  # the docstrings speak of boxes; the planner speaks of targets
+            doc = re.sub(r"\b(?:to_)?box\b", lambda m: BOX_TO_TARGET[m.group(0)],
+                         doc.replace("the centre of ", ""))
         lines.append(f"{{{body}}}  — {doc}")
     return "\n".join(lines)
 
@@ -166,15 +182,16 @@ def _value_rule(spec: FieldSpec) -> str:
             return _number_rule(spec)
 
 
-def action_grammar(allowed: Iterable[str] | None = None) -> str:
-    """GBNF for one JSON action of the allowed kinds (all kinds by default)."""
+def action_grammar(allowed: Iterable[str] | None = None, *, described: bool = False) -> str:
+    """GBNF for one JSON action of the allowed kinds (all kinds by default); ``described``:
+    the planner's form, targets in words instead of boxes."""
     rules = []
     names = []
     for cls in _classes(allowed):
         rule = tag_of(cls).replace("_", "-")
         names.append(rule)
         parts = []
-        for i, spec in enumerate(fields_of(cls)):
+        for i, spec in enumerate(fields_of(cls, described=described)):
             sep = "" if i == 0 else ' "," ws '
             value_rule = f"{rule}-{spec.name.replace('_', '-')}"
             rules.append(f"{value_rule} ::= {_value_rule(spec)}")
@@ -184,12 +201,12 @@ def action_grammar(allowed: Iterable[str] | None = None) -> str:
     return "\n".join([root, *rules]) + _COMMON
 
 
-def max_answer_chars(allowed: Iterable[str] | None = None) -> int:
+def max_answer_chars(allowed: Iterable[str] | None = None, *, described: bool = False) -> int:
     """An upper bound on the length of any answer the grammar admits (for the output limit)."""
     longest = 0
     for cls in _classes(allowed):
         size = 4 + len(tag_of(cls))
-        for spec in fields_of(cls):
+        for spec in fields_of(cls, described=described):
             size += len(spec.name) + 6
             match spec.kind:
                 case "literal":

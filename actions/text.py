@@ -30,6 +30,11 @@ MIN_NEAR = 6         # secrets at least this long are also hidden when copied a 
 MIN_PREFIX = 4       # the shortest start of a secret hidden before a cut's ellipsis
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 character``, ``2 characters``: a count with its noun (regular plurals only)."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def shorten(text: str, limit: int) -> str:
     """``text`` when it fits in ``limit`` characters, else its start and an ellipsis, ``limit``
     characters in all."""

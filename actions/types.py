@@ -152,6 +152,9 @@ def tag_of(cls: type[_Action]) -> str:
     return str(typing.get_args(cls.model_fields["action"].annotation)[0])
 
 
+# The planner names each pointer target in words; a grounding call turns each into its box.
+BOX_TO_TARGET = {"box": "target", "to_box": "to_target"}
+
 ACTION_NAMES: tuple[str, ...] = tuple(tag_of(t) for t in ACTION_TYPES)
 TERMINAL_ACTIONS = frozenset({"done", "fail", "ask_user"})
 

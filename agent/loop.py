@@ -13,7 +13,7 @@ import numpy as np
 
 from deskpilot.actions.executor import InputDevice, Interrupted, execute
 from deskpilot.actions.gate import ActionDenied, Gate, describe
-from deskpilot.actions.parse import ActionError, parse_action
+from deskpilot.actions.parse import ActionError, Plan, parse_action, parse_plan
 from deskpilot.actions.schema import action_grammar, describe_actions, max_answer_chars
 from deskpilot.actions.types import TERMINAL_ACTIONS, AnyAction, Done, Fail, Wait, summarize
 from deskpilot.actions.validate import validate
@@ -28,6 +28,7 @@ from deskpilot.agent.zoomstep import Zoomed, zoom_in
 from deskpilot.grounding.capture import CaptureError, Frame, Screen
 from deskpilot.grounding.geometry import Point, View
 from deskpilot.grounding.preprocess import ModelImage, prepare
+from deskpilot.models.grounder import Grounder, GroundingPrompt, Located
 from deskpilot.models.prompt import agent_prompt
 from deskpilot.models.runtime import Reply, Request, Runtime, RuntimeFailure
 
@@ -41,8 +42,15 @@ def run_agent(task: str, *, runtime: Runtime, screen: Screen, device: InputDevic
               settings: ModelSettings = ModelSettings(), gate: Gate | None = None,
               takeover: TakeoverWatch | None = None,
               on_step: Callable[[StepRecord], object] | None = None,
-              supervisor: Supervisor | None = None) -> RunResult:
+              supervisor: Supervisor | None = None,
+              grounder: Runtime | None = None) -> RunResult:
     """Run one task to its end. ``device=None`` validates actions without sending them.
+
+    With ``settings.grounding`` native (the default), each step is two calls: ``runtime``
+    plans one action whose pointer targets are descriptions, in ``settings.mode``; then the
+    model's own grounding call, direct and greedy, on ``grounder`` (default: the same
+    runtime) locates each target on the same screenshot. Joint: one call answers the action
+    with its boxes.
 
     ``gate`` (the safety policy and the person's approval) sees every action before the
     device does; what it stops is recorded as denied and explained to the model. With
@@ -53,7 +61,9 @@ def run_agent(task: str, *, runtime: Runtime, screen: Screen, device: InputDevic
     """
     run = _Run(task, runtime=runtime, screen=screen, device=device, record=record,
                clock=clock or SystemClock(), budget=budget, settings=settings, gate=gate,
-               takeover=takeover, on_step=on_step, supervisor=supervisor)
+               takeover=takeover, on_step=on_step, supervisor=supervisor,
+               grounder=Grounder(grounder or runtime, settings.grounding,
+                                 temperature=settings.temperature))
     try:
         for index in range(1, budget.max_steps + 1):
             if run.clock.now() - run.started > budget.max_seconds:
@@ -74,8 +84,9 @@ class _Run:
                  device: InputDevice | None, record: RunDir, clock: Clock, budget: Budget,
                  settings: ModelSettings, gate: Gate | None, takeover: TakeoverWatch | None,
                  on_step: Callable[[StepRecord], object] | None,
-                 supervisor: Supervisor | None) -> None:
+                 supervisor: Supervisor | None, grounder: Grounder) -> None:
         self.runtime, self.screen, self.device, self.record = runtime, screen, device, record
+        self.grounder = grounder
         self.clock, self.budget, self.settings, self.gate = clock, budget, settings, gate
         self.on_step, self.takeover, self.supervisor = on_step, takeover, supervisor
         self.asking = _Asking.of(task, settings)
@@ -101,6 +112,7 @@ class _Run:
         if sup is not None and not sup.before_think(index):
             return self.finish(Status.INTERRUPTED, self._stop_message())
         lap = _Laps(self.clock)
+        located: list[Located] = []
         try:
             frame = self.screen.grab()
             lap("capture")
@@ -111,8 +123,10 @@ class _Run:
             reply = self.runtime.complete(self.asking.request(
                 image, self.steps, self.feedback, sup.take_hint() if sup else None,
                 sup.streamed if sup else None))
+            action = (self._grounded(parse_plan(reply.answer), image, located)
+                      if self.asking.described else parse_action(reply.answer))
             lap("model")
-            zoom = _decide(reply, frame, image.view, runtime=self.runtime,
+            zoom = _decide(action, frame, image.view, grounder=self.grounder,
                            settings=self.settings, clock=self.clock, gate=self.gate,
                            shown=partial(sup.decided, index) if sup else None,
                            asking=self._own_input)
@@ -120,7 +134,8 @@ class _Run:
         except ActionError as exc:  # unusable or not allowed: the model is told, and may retry
             lap("model")  # deciding includes validation and any wait for the person's answer
             denied = exc.action if isinstance(exc, ActionDenied) else None
-            return self._unusable(_Seen(index, frame.rgb, image, reply, lap), str(exc), denied)
+            return self._unusable(_Seen(index, frame.rgb, image, reply, lap,
+                                        located=tuple(located)), str(exc), denied)
         except RuntimeFailure as exc:
             return self.finish(Status.RUNTIME_ERROR, f"model runtime failed: {exc}")
         except KeyboardInterrupt:
@@ -128,7 +143,22 @@ class _Run:
         except (CaptureError, OSError) as exc:
             return self.finish(Status.INPUT_ERROR, f"screen capture failed: {exc}")
         self.errors, self.feedback = 0, None
-        return self._act(_Seen(index, frame.rgb, image, reply, lap, zoom), zoom)
+        return self._act(_Seen(index, frame.rgb, image, reply, lap, zoom, tuple(located)), zoom)
+
+    def _grounded(self, plan: Plan, image: ModelImage, located: list[Located]) -> AnyAction:
+        """The planned action with a box for each target, from one grounding call each on the
+        planner's screenshot; ActionError (back to the model) when a target is not found."""
+        boxes = []
+        for target in plan.targets:
+            found = self.grounder.locate(target, image)
+            located.append(found)
+            if found.box is None:
+                raise ActionError(f"could not locate {target!r}: {found.note}; describe the "
+                                  "target differently or choose another action")
+            if found.note:
+                log.info("grounding %r: %s", target, found.note)
+            boxes.append(found.box)
+        return plan.with_boxes(tuple(boxes))
 
     def _unusable(self, seen: _Seen, error: str, denied: AnyAction | None) -> RunResult | None:
         self.errors += 1
@@ -221,28 +251,31 @@ class _Asking:
     grammar: str
     reference: str
     answer_limit: int
+    described: bool  # the planner's form: targets in words, boxes from the grounding call
 
     @classmethod
     def of(cls, task: str, settings: ModelSettings) -> _Asking:
         allowed = settings.allowed
+        described = settings.grounding is GroundingPrompt.NATIVE
         # A token is at least one character: the longest answer the grammar admits bounds it.
-        return cls(task, settings, action_grammar(allowed), describe_actions(allowed),
-                   max_answer_chars(allowed) + 8)
+        return cls(task, settings, action_grammar(allowed, described=described),
+                   describe_actions(allowed, described=described),
+                   max_answer_chars(allowed, described=described) + 8, described)
 
     def request(self, image: ModelImage, steps: list[StepRecord], feedback: str | None,
                 hint: str | None = None, on_text: Callable[[str], None] | None = None
                 ) -> Request:
-        """This step's request: the static prompt first, history, then the screenshot."""
+        """This step's request, in the layout of its form (see :func:`agent_prompt`)."""
         s = self.settings
         prompt = agent_prompt(self.task, actions_reference=self.reference, feedback=feedback,
                               history=[r.to_prompt_line() for r in steps[-HISTORY_STEPS:]],
-                              hint=hint)
+                              hint=hint, described=self.described)
         return Request(prompt=prompt, image=image, mode=s.mode, grammar=self.grammar,
                        max_answer_tokens=self.answer_limit, temperature=s.temperature,
                        max_reasoning_tokens=s.max_reasoning_tokens, on_text=on_text)
 
 
-def _decide(reply: Reply, frame: Frame, view: View, *, runtime: Runtime,
+def _decide(action: AnyAction, frame: Frame, view: View, *, grounder: Grounder,
             settings: ModelSettings, clock: Clock, gate: Gate | None,
             shown: Callable[[dict[str, Any], Points], None] | None = None,
             asking: Callable[[], AbstractContextManager[None]] = nullcontext) -> Zoomed:
@@ -251,10 +284,9 @@ def _decide(reply: Reply, frame: Frame, view: View, *, runtime: Runtime,
     Raises :class:`ActionError` for an unusable answer (zooming never rejects one) and
     :class:`ActionDenied` for an action the gate stopped; nothing reaches the device here.
     """
-    first = validate(parse_action(reply.answer), view)
+    first = validate(action, view)
     zoomed = Zoomed(first) if not settings.zoom else zoom_in(
-        first, frame, view, runtime, now=clock.now, zoom_patches=settings.zoom_patches,
-        temperature=settings.temperature)
+        first, frame, view, grounder, now=clock.now, zoom_patches=settings.zoom_patches)
     action = zoomed.resolved.action
     if shown is not None:  # the person sees where it would land before anyone is asked
         shown(action.model_dump(), tuple((p.x, p.y) for p in zoomed.resolved.points))
@@ -298,6 +330,7 @@ class _Seen:
     reply: Reply
     lap: _Laps
     zoom: Zoomed | None = None
+    located: tuple[Located, ...] = ()
 
 
 def _save(record: RunDir, seen: _Seen, on_step: Callable[[StepRecord], object] | None, *,
@@ -307,6 +340,13 @@ def _save(record: RunDir, seen: _Seen, on_step: Callable[[StepRecord], object] |
     index, image, reply, lap = seen.index, seen.image, seen.reply, seen.lap
     zoom_tokens = seen.zoom.image_tokens if seen.zoom is not None else 0
     zoom_timings = seen.zoom.timings if seen.zoom is not None else {}
+    # Image tokens the grounding calls evaluated (none when the planner's image was kept).
+    ground_tokens = sum(g.reply.image_tokens - g.reply.reused_image_tokens
+                        for g in seen.located)
+    ground_timings: dict[str, float] = {}
+    for g in seen.located:
+        for key, value in g.reply.timings.items():
+            ground_timings[f"ground_{key}"] = ground_timings.get(f"ground_{key}", 0.0) + value
     shot = record.save_screenshot(index, seen.rgb)
     lap("record")
     step = StepRecord(
@@ -315,9 +355,12 @@ def _save(record: RunDir, seen: _Seen, on_step: Callable[[StepRecord], object] |
         action=action.model_dump() if action is not None else None,
         points=tuple((p.x, p.y) for p in points), error=error, screenshot=shot,
         image_size=(image.view.image_width, image.view.image_height),
-        image_tokens=reply.image_tokens + zoom_tokens, zoom_image_tokens=zoom_tokens,
-        output_tokens=reply.output_tokens, timings=Timings(**lap.seconds),
-        model_timings={**reply.timings, **zoom_timings})
+        image_tokens=reply.image_tokens + ground_tokens + zoom_tokens,
+        zoom_image_tokens=zoom_tokens,
+        output_tokens=reply.output_tokens + sum(g.reply.output_tokens for g in seen.located),
+        timings=Timings(**lap.seconds),
+        model_timings={**reply.timings, **ground_timings, **zoom_timings},
+        grounding=tuple(g.to_json() for g in seen.located))
     record.append(step)
     if on_step is not None:
         on_step(step)

@@ -83,11 +83,30 @@ class StepRecord:
     error: str | None = None
     screenshot: str | None = None
     image_size: tuple[int, int] = (0, 0)
-    image_tokens: int = 0  # all the step's calls, the zoom call's included
+    # The screenshot's image tokens in the step's prompt, plus those a grounding call (none
+    # when it kept the planner's image) or the zoom call evaluated.
+    image_tokens: int = 0
     output_tokens: int = 0
     timings: Timings = field(default_factory=Timings)
     model_timings: dict[str, float] = field(default_factory=dict)
     zoom_image_tokens: int = 0  # the part of image_tokens spent on a zoomed crop
+    # The grounding calls that turned the planner's target descriptions into boxes, each as
+    # :meth:`models.grounder.Located.to_json` writes it (empty for a joint call).
+    grounding: tuple[dict[str, Any], ...] = ()
+
+    def grounding_lines(self) -> list[str]:
+        """One line per grounding call: the target, the model's answer, and the image reuse."""
+        lines = []
+        for call in self.grounding:
+            box = call.get("box")
+            got = ("[" + ", ".join(f"{v:.4f}" for v in box) + "]" if box is not None
+                   else f"no box: {call.get('note', '')}")
+            kept = call.get("reused_image_tokens", 0)
+            reuse = f", image reused ({kept} tokens)" if kept else ""
+            note = f" ({call['note']})" if box is not None and call.get("note") else ""
+            lines.append(f"locate {shorten(str(call.get('target', '')), 60)!r} -> "
+                         f"{shorten(str(call.get('answer', '')), 60)} = {got}{note}{reuse}")
+        return lines
 
     def to_prompt_line(self) -> str:
         """How this step is recalled to the model on later steps."""
@@ -117,6 +136,7 @@ class StepRecord:
             **fields, "answer": reply["answer"], "reasoning": reply["reasoning"],
             "outcome": Outcome(fields["outcome"]), "image_size": (int(width), int(height)),
             "points": tuple((int(x), int(y)) for x, y in fields["points"]),
+            "grounding": tuple(dict(g) for g in fields.get("grounding", ())),
             "timings": Timings(**fields["timings"])})
 
     def line(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from deskpilot.grounding.preprocess import DEFAULT_MAX_PATCHES
+from deskpilot.models.grounder import GroundingPrompt
 from deskpilot.models.runtime import Mode
 
 
@@ -32,3 +33,6 @@ class ModelSettings:
     max_reasoning_tokens: int = 1024
     zoom: bool = False  # locate small pointer targets again on a full-resolution crop
     zoom_patches: int = 1024  # the crop's patch budget (1024: a 512x512 crop)
+    # native: the step call plans (targets in words) and the model's own grounding call finds
+    # each box; joint: one call answers the action with its box (the earlier path).
+    grounding: GroundingPrompt = GroundingPrompt.NATIVE

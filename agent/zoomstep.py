@@ -18,8 +18,8 @@ from deskpilot.grounding.capture import Frame
 from deskpilot.grounding.geometry import View, box_center
 from deskpilot.grounding.preprocess import prepare
 from deskpilot.grounding.zoom import plan_zoom, refine_box
-from deskpilot.models.asks import AskError, locate_request, parse_locate
-from deskpilot.models.runtime import Runtime
+from deskpilot.models.asks import AskError
+from deskpilot.models.grounder import Grounder
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +34,13 @@ class Zoomed:
     note: str = "not zoomed"
 
 
-def zoom_in(resolved: Resolved, frame: Frame, view: View, runtime: Runtime, *,
-            zoom_patches: int, temperature: float = 0.0,
-            now: Callable[[], float]) -> Zoomed:
+def zoom_in(resolved: Resolved, frame: Frame, view: View, grounder: Grounder, *,
+            zoom_patches: int, now: Callable[[], float]) -> Zoomed:
     """Refine the box of a pointer action found in ``view`` of ``frame``, when it is small.
 
-    ``now`` is the loop's clock; the zoom call's seconds go to ``timings["zoom_s"]`` and its own
-    runtime timings under ``zoom_`` names.
+    The crop is located with ``grounder``'s call (the model's own sentence, or the joint
+    click). ``now`` is the loop's clock; the zoom call's seconds go to ``timings["zoom_s"]``
+    and its own runtime timings under ``zoom_`` names.
     """
     action = resolved.action
     if not isinstance(action, Click | Move | Drag | Scroll):
@@ -52,10 +52,13 @@ def zoom_in(resolved: Resolved, frame: Frame, view: View, runtime: Runtime, *,
         return Zoomed(resolved, note="target large enough in the first view")
     started = now()
     crop = prepare(frame, max_patches=zoom_patches, region=region)
-    reply = runtime.complete(locate_request(action.target, crop, temperature=temperature))
+    found = grounder.locate(action.target, crop)
+    reply = found.reply
     timings = {"zoom_s": now() - started, **{f"zoom_{k}": v for k, v in reply.timings.items()}}
     try:
-        box = parse_locate(reply).box
+        if found.box is None:
+            raise AskError(found.note)
+        box = found.box
         cx, cy = box_center(box)
         if not (0.0 < cx < 1.0 and 0.0 < cy < 1.0):
             raise AskError(f"its centre ({cx:.3f}, {cy:.3f}) is on the crop's edge or outside")

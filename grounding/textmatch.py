@@ -63,11 +63,13 @@ class AmbiguousText(TextLookupError):
 
 
 class TextNotFound(TextLookupError):
-    """The query matches nothing; ``seen`` holds the closest texts that were read."""
+    """The query matches nothing; ``near`` holds the closest texts that were read, with where
+    they are (best first), and ``seen`` just their texts."""
 
-    def __init__(self, message: str, seen: tuple[str, ...]) -> None:
+    def __init__(self, message: str, near: tuple[TextMatch, ...]) -> None:
         super().__init__(message)
-        self.seen = seen
+        self.near = near
+        self.seen = tuple(m.text for m in near)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +118,12 @@ def find_text(lines: Sequence[TextLine], query: str, *, region: PixelBox | None 
             return tied[0]
         raise AmbiguousText(_ambiguous_message(query, tied, region), tied)
 
-    seen = _closest(fuzzy_query, candidates)
+    near = _closest(fuzzy_query, candidates)
     read = len({c.line for c in candidates})
     where = "on the screen" if region is None else f"in region {_fmt(region)}"
-    closest = f"; closest: {', '.join(_quote(t) for t in seen)}" if seen else ""
+    closest = f"; closest: {', '.join(_quote(m.text) for m in near)}" if near else ""
     raise TextNotFound(f"no text {_quote(query)} {where} (read {read} text items{closest})",
-                       seen)
+                       near)
 
 
 def _candidates(lines: Sequence[TextLine], max_words: int) -> list[_Candidate]:
@@ -159,10 +161,14 @@ def _dedupe(scored: list[tuple[_Candidate, float]], how: How) -> list[TextMatch]
     return kept
 
 
-def _closest(fuzzy_query: str, candidates: list[_Candidate]) -> tuple[str, ...]:
-    texts = {c.text.strip() for c in candidates} - {""}
-    ranked = sorted(texts, key=lambda t: (-_ratio(fuzzy_query, t), t))
-    return tuple(ranked[:_SEEN])
+def _closest(fuzzy_query: str, candidates: list[_Candidate]) -> tuple[TextMatch, ...]:
+    """The texts most like the query, each once (at its first place in reading order)."""
+    places: dict[str, PixelBox] = {}
+    for c in sorted(candidates, key=lambda c: (c.box[1], c.box[0])):
+        places.setdefault(c.text.strip(), c.box)
+    places.pop("", None)
+    scored = sorted(((_ratio(fuzzy_query, t), t) for t in places), key=lambda rt: (-rt[0], rt[1]))
+    return tuple(TextMatch(t, places[t], "fuzzy", r) for r, t in scored[:_SEEN])
 
 
 def fold_text(text: str) -> str:

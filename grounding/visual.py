@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from deskpilot.grounding.files import read_regular_file, reason
 from deskpilot.grounding.template import PixelBox
 
 _CHANGED = np.array([255, 0, 0], dtype=np.uint8)        # changed pixels in the diff picture
@@ -77,10 +78,40 @@ def compare(baseline: np.ndarray, current: np.ndarray, *, region: PixelBox | Non
                       message)
 
 
+MAX_IMAGE_BYTES = 256 * 1024 * 1024  # a lossless 8K screenshot is far below this
+MAX_IMAGE_PIXELS = 16384 * 8192  # wider than any screen set up today, bounded in memory
+
+
+class ImageError(ValueError):
+    """A stored image cannot be used: not a regular file, not an image, or too large."""
+
+
 def load_png(path: Path) -> np.ndarray:
-    """Read an image file as an H x W x 3 uint8 RGB array."""
-    with Image.open(path) as image:
-        return np.array(image.convert("RGB"), dtype=np.uint8)
+    """Read a stored image (a baseline, a cache crop) as an H x W x 3 uint8 RGB array.
+
+    Only a regular file of at most :data:`MAX_IMAGE_BYTES` is read (never a FIFO or a device),
+    and its pixel count is checked from the header before anything is decoded. Every problem
+    is an :class:`ImageError` with a one-line reason; a missing file stays FileNotFoundError.
+    """
+    try:
+        data = read_regular_file(path, MAX_IMAGE_BYTES)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ImageError(f"{path}: {reason(exc)}") from None
+    if not data:
+        raise ImageError(f"{path}: an empty file, not an image")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ImageError(f"{path}: {width}x{height} pixels is larger than any screen "
+                                 f"(at most {MAX_IMAGE_PIXELS:,} pixels)")
+            return np.array(image.convert("RGB"), dtype=np.uint8)
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{path}: not a readable image ({exc})") from None
 
 
 def save_png(path: Path, rgb: np.ndarray) -> None:

@@ -21,6 +21,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -47,7 +48,8 @@ class _Authority:
 
     def directory(self) -> Path:
         if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="deskpilot-xauth-"))  # 0700
+            _remove_orphaned_authorities()
+            self._dir = Path(tempfile.mkdtemp(prefix=f"{_AUTH_PREFIX}{os.getpid()}-"))  # 0700
             atexit.register(shutil.rmtree, self._dir, True)
             _write_private(self._dir / "Xauthority", b"")
         return self._dir
@@ -75,16 +77,19 @@ class _Authority:
             self._users += 1
 
     def _rewrite(self) -> None:
-        # Only the live displays' cookies: a display number used again later (Xvfb picks the
-        # lowest free one) must not meet its predecessor's cookie first (libXau takes the
-        # first entry that matches, and the server refuses it).
-        with self.file.open("wb") as fh:
-            fh.write(b"".join(self._entries.values()))
+        # One entry per display, the current one: a display number reused by the next Xvfb
+        # must not find the cookie of the server that had it before (libXau takes the first
+        # matching entry).
+        tmp = self.file.with_name("Xauthority.new")
+        tmp.unlink(missing_ok=True)
+        _write_private(tmp, b"".join(self._entries.values()))
+        tmp.replace(self.file)
 
     def leave(self, display: str) -> None:
         with self._lock:
             self._entries.pop(display, None)
-            self._rewrite()
+            with contextlib.suppress(OSError):
+                self._rewrite()
             self.displays.discard(display)
             self._users -= 1
             if self._users == 0:
@@ -92,6 +97,64 @@ class _Authority:
                     os.environ.pop("XAUTHORITY", None)
                 else:
                     os.environ["XAUTHORITY"] = self._previous
+
+
+_AUTH_PREFIX = "deskpilot-xauth-"
+
+
+def _remove_orphaned_authorities() -> None:
+    """Remove the authority folders of deskpilot processes that were killed (``kill -9`` runs
+    no exit handler); their displays died with them (see :func:`die_with_parent`)."""
+    root = Path(tempfile.gettempdir())
+    for folder in root.glob(f"{_AUTH_PREFIX}*-*"):
+        pid = folder.name.removeprefix(_AUTH_PREFIX).split("-", 1)[0]
+        try:
+            if not pid.isdigit() or folder.lstat().st_uid != os.getuid() or _alive(int(pid)):
+                continue
+        except OSError:
+            continue
+        log.debug("removing %s, left by process %s", folder, pid)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def die_with_parent(signum: int = signal.SIGKILL) -> None:
+    """In a child between fork and exec: get ``signum`` when the process that started it dies.
+
+    Linux's parent-death signal: if deskpilot is killed outright (``kill -9``, the OOM killer),
+    its private Xvfb and the programs it launched go with it instead of running on, unseen.
+    Elsewhere this does nothing. (The signal follows the thread that started the child.)
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, int(signum), 0, 0, 0)
+    # The parent may have died between fork and the prctl: then nobody is left to signal us.
+    if os.getppid() == 1:
+        os._exit(1)
+
+
+def _xvfb_dies_with_parent() -> None:
+    # SIGTERM, not SIGKILL: Xvfb then removes its socket and lock file, so a killed run leaves
+    # nothing for the next one to trip over; its clients end when their connection does.
+    die_with_parent(signal.SIGTERM)
+
+
+def is_private(display: str) -> bool:
+    """True for a display this process started (nobody else's windows are on it)."""
+    return display in _AUTHORITY.displays
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -147,7 +210,8 @@ def xvfb(width: int = 1280, height: int = 800, depth: int = 24) -> Iterator[str]
     proc = subprocess.Popen(
         [exe, "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x{depth}",
          "-nolisten", "tcp", "-noreset", "-auth", str(server_auth)],
-        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=_xvfb_dies_with_parent)  # noqa: PLW1509 (a prctl before exec, nothing else)
     os.close(write_fd)
     name = None
     try:
@@ -171,14 +235,15 @@ def launched(argv: list[str], display: str, *, window: str | None = None,
     """Start an X app on ``display``; wait for its window (by name) when asked; stop it after."""
     if shutil.which(argv[0]) is None:
         raise DisplayError(f"{argv[0]} is not installed (Debian: x11-apps provides xcalc)")
-    proc = subprocess.Popen(argv, env=display_env(display),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, env=display_env(display), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=die_with_parent)  # noqa: PLW1509 (see die_with_parent)
     try:
         if window is not None:
             wait_for_window(display, window, timeout_s=timeout_s)
         yield proc
     finally:
-        stop_process(proc)
+        stop_group(proc)
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
@@ -191,6 +256,72 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
+    """Stop a child started in a session of its own, and every process of its group.
+
+    A command run through ``sh -c`` (or a program that forks a helper) leaves processes the
+    child's own pid does not reach. The group is asked with SIGTERM, then, ``grace_s`` later or
+    once the leader has gone, whatever is left of it gets SIGKILL. The leader is reaped only
+    at the end, so its pid (the group's id) cannot be reused by anyone meanwhile.
+    """
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                break
+        except ChildProcessError:
+            break
+        time.sleep(0.02)
+    time.sleep(0.05)  # members of the group that handle SIGTERM get a moment to finish
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def visible_windows(display: str) -> set[str]:
+    """The ids of the viewable windows on ``display`` (an empty set when it cannot be asked)."""
+    try:
+        out = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", ""],
+                             env=display_env(display), capture_output=True, text=True,
+                             check=False, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return set(out.stdout.split())
+
+
+def close_windows(display: str, ids: set[str]) -> None:
+    """Disconnect the clients that own these windows (XKillClient), as a last resort."""
+    for window in sorted(ids):
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            subprocess.run(["xdotool", "windowkill", window], env=display_env(display),
+                           capture_output=True, check=False, timeout=5)
+
+
+POINTER_INSET = 5  # pixels inside a window's top-left corner: clear of its buttons
+
+
+def point_at_window(display: str, window: str) -> bool:
+    """Rest the pointer just inside ``window``; True when the server confirms the move.
+
+    A private Xvfb has no window manager: the keyboard focus follows the pointer
+    (``PointerRoot``), and keys typed while it rests on the bare desktop go nowhere. Moving the
+    pointer, rather than setting the focus on the window, keeps focus-follows-pointer: a later
+    click into another window still sends the keys there.
+    """
+    try:
+        done = subprocess.run(["xdotool", "mousemove", "--window", window, "--sync",
+                               str(POINTER_INSET), str(POINTER_INSET)],
+                              env=display_env(display), capture_output=True, check=False,
+                              timeout=3)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 def wait_for_window(display: str, name: str, timeout_s: float = 10.0) -> str:
@@ -231,7 +362,8 @@ def session_bus(display: str) -> Iterator[str | None]:
         [exe, "--session", "--nofork", "--nopidfile", f"--address=unix:path={runtime}/bus",
          f"--print-address={write_fd}"],
         pass_fds=(write_fd,), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True)
+        stderr=subprocess.DEVNULL, start_new_session=True,
+        preexec_fn=die_with_parent)  # noqa: PLW1509 (see die_with_parent)
     os.close(write_fd)
     try:
         with os.fdopen(read_fd) as pipe:
@@ -243,9 +375,7 @@ def session_bus(display: str) -> Iterator[str | None]:
             log.info("session bus for %s at %s", display, address)
             yield address
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)  # the bus and the services it started
-        stop_process(proc)
+        stop_group(proc)  # the bus and the services it started
         shutil.rmtree(runtime, ignore_errors=True)
 
 

@@ -11,8 +11,13 @@ What is known, and what is not (checked March 2026, without access to the hub fr
   (``<org>.<model>.<QUANT>.gguf``); the mmproj name is a guess. Other candidates:
   ``dranger003/Phi-4-reasoning-vision-15B-GGUF`` (test conversions by the author of the
   llama.cpp PR) and an AMD-only ROCmFP4 repo (not usable here).
-- Because names are partly guessed, each file also has glob patterns: when the exact name is
-  not in the repository, ``pull`` lists the repository and takes the single file matching them.
+- File names seen in third-party scripts (none confirmed against the hub): DevQuasar's text
+  file ``microsoft.Phi-4-reasoning-vision-15B.f16.gguf.Q4_K_M.gguf``, jamesburton's
+  ``Phi-4-reasoning-vision-15B-Q4_K_M.gguf``, and an mmproj named
+  ``mmproj-Phi-4-reasoning-vision-15B-f16.gguf``; no mmproj was seen in DevQuasar's repo.
+- Because names are partly guessed, ``pull`` first lists the repository, takes the catalog's
+  name when it is there and otherwise the single file the glob patterns (case-insensitive)
+  match, and says which file it chose; several or no matches stop it with the listing.
 - Sizes and SHA-256 digests are unknown (None); the text backbone of Phi-4 at Q4_K_M is about
   9.05 GB in other repos, the F16 mmproj of a SigLIP so400m tower about 0.8-0.9 GB. Nothing is
   invented: ``pull`` computes the digest and size after the first download and records them in
@@ -108,6 +113,7 @@ class PulledPaths:
 
     model: Path
     mmproj: Path
+    chosen: tuple[str, ...] = ()  # which file of the repository listing was taken, and why
 
 
 class VerifyStatus(enum.StrEnum):
@@ -153,24 +159,28 @@ CATALOG: tuple[ModelEntry, ...] = (
         model=ModelFile(
             name="phi4rv-15b-q4km-text",
             repo_id=_PHI4RV_REPO,
-            filename="microsoft.Phi-4-reasoning-vision-15B.Q4_K_M.gguf",
+            filename="microsoft.Phi-4-reasoning-vision-15B.f16.gguf.Q4_K_M.gguf",
             role="model",
             size_bytes=None,
             sha256=None,
             description="text backbone (phi3 arch) at Q4_K_M; size and digest unknown until "
             "first download, then pinned in the lock file",
-            patterns=("*Q4_K_M*.gguf",),
+            # DevQuasar's "microsoft.Phi-4-reasoning-vision-15B.f16.gguf.Q4_K_M.gguf" and
+            # jamesburton's "Phi-4-reasoning-vision-15B-Q4_K_M.gguf" both match.
+            patterns=("*phi-4-reasoning-vision-15b*q4_k_m.gguf", "*q4_k_m*.gguf"),
         ),
         mmproj=ModelFile(
             name="phi4rv-15b-mmproj-f16",
             repo_id=_PHI4RV_REPO,
-            filename="microsoft.Phi-4-reasoning-vision-15B.mmproj-f16.gguf",
+            filename="mmproj-Phi-4-reasoning-vision-15B-f16.gguf",
             role="mmproj",
             size_bytes=None,
             sha256=None,
             description="SigLIP-2 vision tower + projector (phi4 projector type) at F16; the "
-            "file name is a guess, size and digest unknown until first download",
-            patterns=("*mmproj*f16*.gguf", "*mmproj*.gguf"),
+            "file name is the one seen in third-party scripts, size and digest unknown until "
+            "first download",
+            patterns=("mmproj*phi-4-reasoning-vision*f16*.gguf", "*mmproj*f16*.gguf",
+                      "*mmproj*.gguf"),
         ),
     ),
 )
@@ -363,26 +373,23 @@ def _network_message(file: ModelFile, exc: BaseException) -> str:
     )
 
 
-def _download(file: ModelFile, directory: Path) -> Path:
-    """Fetch one file into ``directory``; resumes partial downloads, finds renamed files."""
+def _download(file: ModelFile, directory: Path) -> tuple[Path, str]:
+    """List the repository, choose the file (the catalog's name, else the one file its
+    patterns match), fetch it into ``directory`` (resuming a partial download); the path and a
+    sentence saying which file was chosen and why."""
     import huggingface_hub
     from huggingface_hub import errors
 
     try:
-        try:
-            found = huggingface_hub.hf_hub_download(
-                repo_id=file.repo_id, filename=file.filename, local_dir=directory
-            )
-        except errors.LocalEntryNotFoundError:
-            raise  # offline or unreachable: not a missing file
-        except errors.EntryNotFoundError:
-            if not file.patterns:
-                raise
-            name = _find_in_repo(file, huggingface_hub.list_repo_files(file.repo_id))
-            logger.info("%s is not in %s; using %s", file.filename, file.repo_id, name)
-            found = huggingface_hub.hf_hub_download(
-                repo_id=file.repo_id, filename=name, local_dir=directory
-            )
+        listing = huggingface_hub.list_repo_files(file.repo_id)
+        name = _find_in_repo(file, listing)
+        how = ("the catalog's file name" if name == file.filename
+               else f"the one file matching {', '.join(file.patterns)}")
+        chosen = f"{file.role}: {name} from {file.repo_id} ({how}; {len(listing)} files listed)"
+        logger.info("%s", chosen)
+        found = huggingface_hub.hf_hub_download(
+            repo_id=file.repo_id, filename=name, local_dir=directory
+        )
     except errors.RepositoryNotFoundError as exc:
         raise ModelDownloadError(
             f"the repository {file.repo_id} was not found on the hub (removed, renamed or "
@@ -400,10 +407,12 @@ def _download(file: ModelFile, directory: Path) -> Path:
     except (OSError, getattr(errors, "HTTPError", OSError)) as exc:
         # HTTP, connection and timeout errors (OSErrors, or httpx errors in newer versions)
         raise ModelDownloadError(_network_message(file, exc)) from exc
-    return Path(found)
+    return Path(found), chosen
 
 
 def _find_in_repo(file: ModelFile, repo_files: list[str]) -> str:
+    if file.filename in repo_files:
+        return file.filename
     names = [n for n in repo_files if n.lower().endswith(".gguf")]
     if file.role == "model":
         names = [n for n in names if "mmproj" not in n.lower()]
@@ -454,13 +463,15 @@ def pull(entry_name: str, models_dir: Path | None = None, *, progress: bool = Tr
     directory = _entry_dir(root, entry)
     directory.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
+    choices: list[str] = []
     with _progress_bars(progress):
         for file in entry.files:
             logger.info("pulling %s from %s", file.filename, file.repo_id)
-            path = _download(file, directory)
+            path, chosen = _download(file, directory)
+            choices.append(chosen)
             _check_pulled(root, entry, file, path)
             paths[file.role] = path
-    return PulledPaths(model=paths["model"], mmproj=paths["mmproj"])
+    return PulledPaths(model=paths["model"], mmproj=paths["mmproj"], chosen=tuple(choices))
 
 
 # --- verify, list, resolve ---------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import hashlib
 import logging
 import os
 import time
@@ -81,6 +82,8 @@ class LlamaCppRuntime:
         self._direct = self._single_token(DIRECT_TOKEN)
         self._seed = seed
         self._reuse_prefix = reuse_prefix
+        # Images in the evaluated state: start position -> (digest of the pixels, end position).
+        self._images: dict[int, tuple[bytes, int]] = {}
         self._calls = 0
         self.load_seconds = time.perf_counter() - started
         log.info("loaded %s in %.2fs (n_ctx=%d, gpu layers=%d, threads=%d)",
@@ -115,26 +118,29 @@ class LlamaCppRuntime:
         self._calls += 1
         self._llama.set_seed(self._seed + self._calls)
         t0 = time.perf_counter()
-        prompt_tokens, image_tokens, reused = self._evaluate_prompt(text, request, timings)
+        prompt_tokens, image_tokens, reused, reused_image = self._evaluate_prompt(
+            text, request, timings)
         t1 = time.perf_counter()
         timings["prefill_s"] = t1 - t0 - timings.get("image_encode_s", 0.0)
         reasoning, answer, n_out, truncated = self._decode(request)
         timings["decode_s"] = time.perf_counter() - t1
         return Reply(answer=answer, reasoning=reasoning, prompt_tokens=prompt_tokens,
                      image_tokens=image_tokens, output_tokens=n_out, truncated=truncated,
-                     reused_tokens=reused, timings=timings)
+                     reused_tokens=reused, reused_image_tokens=reused_image, timings=timings)
 
     def _evaluate_prompt(self, text: str, request: Request,
-                         timings: dict[str, float]) -> tuple[int, int, int]:
+                         timings: dict[str, float]) -> tuple[int, int, int, int]:
+        digests = [] if request.image is None else [_digest(request.image.rgb)]
         bitmaps = [] if request.image is None else [self._bitmap(request.image)]
         with self._tokenized(text, bitmaps) as chunks:
             if self._reuse_prefix:
-                keep = self._keep_prefix(chunks)
+                keep = self._keep_prefix(chunks, digests)
             else:
                 self._clear_state()
                 keep = 0
-            prompt_tokens, image_tokens = self._eval_chunks(chunks, timings, skip=keep)
-            return prompt_tokens, image_tokens, keep
+            prompt_tokens, image_tokens, reused_image = self._eval_chunks(
+                chunks, timings, digests, skip=keep)
+            return prompt_tokens, image_tokens, keep, reused_image
 
     def _bitmap(self, image: ModelImage | bytes) -> Any:
         """An mtmd bitmap from raw RGB (the hot path: no encode) or from encoded file bytes."""
@@ -193,26 +199,34 @@ class LlamaCppRuntime:
         raise RuntimeFailure("mtmd made no image chunk")
 
     def _clear_state(self) -> None:
+        self._images.clear()
         self._llama.reset()
         memory = self._lc.llama_get_memory(self._llama.ctx)
         if memory is not None:
             self._lc.llama_memory_clear(memory, True)
 
-    def _keep_prefix(self, chunks: Any) -> int:
-        """Keep the evaluated state for the longest text prefix this prompt shares with the last.
+    def _keep_prefix(self, chunks: Any, digests: list[bytes]) -> int:
+        """Keep the evaluated state for the longest prefix this prompt shares with the last.
 
-        The agent's prompt puts the static instructions first and the screenshot last, so
-        consecutive steps share everything up to the history; that part of the KV cache is
-        kept and only the rest is evaluated. Image positions are marked -1 in ``input_ids``
-        and never match, so a screenshot is always encoded afresh. Returns the tokens kept.
+        Text tokens are compared one by one. An image counts as shared when the same pixels
+        (by digest) were evaluated at the same position: then its embeddings stay in the KV
+        cache and the image is neither encoded nor decoded again. That is what lets a
+        grounding call whose prompt starts with the planner's screenshot skip the image.
+        Returns the tokens kept.
         """
         api, llama = self._mtmd_api, self._llama
         previous = llama.input_ids[: llama.n_tokens]
         keep = 0
+        images = iter(digests)
         for i in range(api.mtmd_input_chunks_size(chunks)):
             chunk = api.mtmd_input_chunks_get(chunks, i)
             if api.mtmd_input_chunk_get_type(chunk) != api.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                break
+                digest = next(images, None)
+                seen = self._images.get(keep)
+                if seen is None or seen[0] != digest or seen[1] > len(previous):
+                    break
+                keep = seen[1]
+                continue
             tokens = _text_tokens(api, chunk)
             same = 0
             limit = min(len(tokens), len(previous) - keep)
@@ -227,6 +241,7 @@ class LlamaCppRuntime:
             self._clear_state()
             return 0
         llama.n_tokens = keep
+        self._images = {start: seen for start, seen in self._images.items() if seen[1] <= keep}
         return keep
 
     def _prompt_length(self, chunks: Any) -> int:
@@ -234,11 +249,13 @@ class LlamaCppRuntime:
         return sum(api.mtmd_input_chunk_get_n_tokens(api.mtmd_input_chunks_get(chunks, i))
                    for i in range(api.mtmd_input_chunks_size(chunks)))
 
-    def _eval_chunks(self, chunks: Any, timings: dict[str, float], *,
-                     skip: int = 0) -> tuple[int, int]:
-        """Evaluate the prompt's chunks after the first ``skip`` tokens (already in the cache)."""
+    def _eval_chunks(self, chunks: Any, timings: dict[str, float], digests: list[bytes], *,
+                     skip: int = 0) -> tuple[int, int, int]:
+        """Evaluate the prompt's chunks after the first ``skip`` positions (already in the
+        cache); the prompt's length, its image tokens, and how many of those were kept."""
         api, llama = self._mtmd_api, self._llama
-        image_tokens = 0
+        image_tokens = reused_image = 0
+        images = iter(digests)
         for i in range(api.mtmd_input_chunks_size(chunks)):
             chunk = api.mtmd_input_chunks_get(chunks, i)
             n = api.mtmd_input_chunk_get_n_tokens(chunk)
@@ -248,10 +265,18 @@ class LlamaCppRuntime:
                 self._check_room(len(tokens) - done)
                 llama.eval(tokens[done:])
                 continue
-            self._check_room(n)
             image_tokens += n
+            digest = next(images)
+            start = llama.n_tokens - skip
+            if skip > 0:  # _keep_prefix kept this whole image: its positions are in the cache
+                seen = self._images[start]
+                reused_image += n
+                skip -= seen[1] - start
+                continue
+            self._check_room(n)
             self._eval_image(chunk, timings)
-        return llama.n_tokens, image_tokens
+            self._images[start] = (digest, llama.n_tokens)
+        return llama.n_tokens, image_tokens, reused_image
 
     def _check_room(self, n: int) -> None:
         llama = self._llama
@@ -344,6 +369,13 @@ class LlamaCppRuntime:
         if getattr(self, "_llama", None) is not None:
             self._llama.close()
             self._llama = None  # type: ignore[assignment]
+
+
+def _digest(rgb: np.ndarray) -> bytes:
+    """A fingerprint of an image's pixels and shape (for keeping its evaluated positions)."""
+    h = hashlib.blake2b(repr(rgb.shape).encode(), digest_size=16)
+    h.update(np.ascontiguousarray(rgb).data)
+    return h.digest()
 
 
 def _text_tokens(api: Any, chunk: Any) -> list[int]:

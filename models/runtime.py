@@ -54,6 +54,7 @@ class Reply:
     output_tokens: int = 0
     truncated: bool = False
     reused_tokens: int = 0  # prompt tokens kept from the previous call instead of evaluated
+    reused_image_tokens: int = 0  # the part of reused_tokens that is an image kept evaluated
     timings: dict[str, float] = field(default_factory=dict)
     # What the runtime could not do as asked (a mode it could not force, a constraint the
     # server could not take), in words; empty when the request was carried out as given.

@@ -25,17 +25,21 @@ class ScriptedRuntime:
     @classmethod
     def from_jsonl(cls, path: Path) -> ScriptedRuntime:
         """Load replies from a JSON-lines file: one object with ``answer`` (and optionally
-        ``reasoning``) per line, or one trajectory record with ``reply`` per line."""
+        ``reasoning``) per line, or one trajectory record with ``reply`` (and the answers of
+        its ``grounding`` calls, replayed after it) per line."""
         replies: list[Reply] = []
         with path.open(encoding="utf-8") as fh:
             for number, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
                 try:
-                    data = json.loads(line)
-                    data = data.get("reply", data)
+                    record = json.loads(line)
+                    data = record.get("reply", record)
                     replies.append(Reply(answer=str(data["answer"]),
                                          reasoning=str(data.get("reasoning", ""))))
+                    # A planner step's grounding calls answered after it, in order.
+                    replies.extend(Reply(answer=str(call["answer"]))
+                                   for call in record.get("grounding", ()))
                 except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
                     raise ValueError(f"{path}:{number}: not a recorded reply ({exc})") from None
         return cls(replies, name=f"script:{path.name}")

@@ -207,13 +207,18 @@ _ACTION_ROOT = re.compile(r"root ::= ws \(([a-z_| -]+)\)\n")
 
 def json_schema_for(grammar: str) -> dict[str, Any] | None:
     """The JSON schema of the answers ``grammar`` admits, for the grammars deskpilot makes: one
-    or more kinds of action (actions.schema) or a query's value (models.asks). It is the
+    or more kinds of action (actions.schema), a query's value (models.asks) or a grounding
+    box (models.grounder). It is the
     pydantic models' own schema, so it bounds numbers by value, not by digits as the grammar
     does. None for any other grammar, such as a check's bare ``yes``/``no`` (not JSON)."""
     from deskpilot.actions.schema import action_grammar
     from deskpilot.actions.types import ACTION_TYPES, tag_of
     from deskpilot.models.asks import MAX_VALUE_CHARS, VALUE_GRAMMAR
+    from deskpilot.models.grounder import BOX_GRAMMAR
 
+    if grammar == BOX_GRAMMAR:  # the grounding call's bare [x1, y1, x2, y2]
+        return {"type": "array", "minItems": 4, "maxItems": 4,
+                "items": {"type": "number", "minimum": 0, "maximum": 1}}
     if grammar == VALUE_GRAMMAR:
         return {"type": "object", "additionalProperties": False, "required": ["value"],
                 "properties": {"value": {"type": "string", "maxLength": MAX_VALUE_CHARS}}}
@@ -222,6 +227,9 @@ def json_schema_for(grammar: str) -> dict[str, Any] | None:
         return None
     tags = {name.strip().replace("-", "_") for name in match.group(1).split("|")}
     try:
+        if action_grammar(tags, described=True) == grammar:  # the planner's form
+            schemas = [_described_schema(cls) for cls in ACTION_TYPES if tag_of(cls) in tags]
+            return schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
         if action_grammar(tags) != grammar:  # only a grammar action_grammar made exactly
             return None
     except ValueError:
@@ -234,6 +242,29 @@ def json_schema_for(grammar: str) -> dict[str, Any] | None:
     if defs:
         result["$defs"] = defs
     return result
+
+
+def _described_schema(cls: type) -> dict[str, Any]:
+    """The JSON schema of one action in the planner's form (targets in words, no boxes),
+    from the same field specs as its grammar."""
+    from deskpilot.actions.schema import fields_of
+
+    properties: dict[str, Any] = {}
+    for spec in fields_of(cls, described=True):
+        match spec.kind:
+            case "literal":
+                prop: dict[str, Any] = {"enum": list(spec.choices)}
+            case "str":
+                prop = {"type": "string", "minLength": spec.min_len}
+                if spec.max_len is not None:
+                    prop["maxLength"] = spec.max_len
+            case _:
+                prop = {"type": "integer" if spec.kind == "int" else "number",
+                        "minimum": spec.low, "maximum": spec.high}
+        properties[spec.name] = prop
+    required = [spec.name for spec in fields_of(cls, described=True) if spec.required]
+    return {"type": "object", "additionalProperties": False, "properties": properties,
+            "required": required}
 
 
 __all__ = ["API_KEY_VARIABLES", "BASE_URL_VARIABLE", "JPEG_QUALITY", "Endpoint",

@@ -33,6 +33,8 @@ from typing import Any, Literal
 import gguf
 import numpy as np
 
+from deskpilot.models.phi4rv_template import TURNS
+
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # 2: template lines laid out like the real one
@@ -84,23 +86,10 @@ SYSTEM_TEXT = (
     "nothing you say means anything."
 )
 
-# Same structure as the real model's template (fixed system turn, user and assistant turns
-# only, HF's {% generation %} tag around assistant text), with a short system sentence.
+# The real model's template with a short system sentence: the same user and assistant
+# turns (HF's {% generation %} tag around assistant text) after a fixed system turn.
 CHAT_TEMPLATE = (
-    "<|im_start|>system<|im_sep|>" + SYSTEM_TEXT + "<|im_end|>\n"
-    "{% for message in messages %}\n"
-    "{% if message['role'] == 'user' %}\n"
-    "{{ '<|im_start|>user<|im_sep|>' + message['content'] + '<|im_end|>' }}\n"
-    "{% elif message['role'] == 'assistant' %}\n"
-    "<|im_start|>assistant<|im_sep|>\n"
-    "{% generation %}\n"
-    "{{ message['content'] + '<|im_end|>' }}\n"
-    "{% endgeneration %}\n"
-    "{% endif %}\n"
-    "{% endfor %}\n"
-    "{% if add_generation_prompt %}\n"
-    "{{ '<|im_start|>assistant<|im_sep|>' }}\n"
-    "{% endif %}"
+    "<|im_start|>system<|im_sep|>" + SYSTEM_TEXT + "<|im_end|>\n" + TURNS
 )
 
 _BASE_VOCAB = 256 + len(MERGES) + len(SPECIAL_TOKENS)

@@ -51,6 +51,17 @@ def test_tiny_bench_reports_every_figure(tmp_path: Path) -> None:
         assert figures["prefill_all_tokens_per_s"] > figures["prefill_text_tokens_per_s"]
         _check_reuse(figures["prefix_reuse"])
 
+    layouts = report["layouts"]
+    for name in ("native", "joint"):
+        figures = layouts[name]
+        assert figures["steps"] == 2 and len(figures["evaluated_tokens_per_step"]) == 2
+        assert figures["evaluated_tokens_median"] > 0
+    assert layouts["joint"]["grounding_calls"] == 0
+    assert layouts["native"]["calls"] == 2 + layouts["native"]["grounding_calls"]
+    # In-process, a grounding call never evaluates the planner's image again.
+    assert layouts["native"]["grounder_image_tokens_reevaluated"] == 0
+    assert layouts["fewer_tokens_per_step"] in ("native", "joint", "tie")
+
     bandwidth = report["bandwidth"]
     assert bandwidth["all_threads_gbs"] > 0 and bandwidth["one_thread_gbs"] > 0
     ceiling = report["decode_ceiling"]
@@ -105,3 +116,5 @@ def test_unknown_shape_and_mode_are_refused() -> None:
         bench_shape("huge")
     with pytest.raises(BenchError, match="unknown mode"):
         bench_model("tiny", 1, modes=("auto",))
+    with pytest.raises(BenchError, match="unknown layouts"):
+        bench_model("tiny", 1, layouts=("sideways",))

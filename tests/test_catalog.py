@@ -354,3 +354,41 @@ def test_default_models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv("XDG_DATA_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_models_dir() == tmp_path / "home" / ".local" / "share" / "deskpilot" / "models"
+
+
+def test_pull_lists_the_repository_first_and_says_what_it_chose(
+        tmp_path: Path, hub: FakeHub, use_catalog: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_catalog(_entry())
+    order: list[str] = []
+    listing, download = hub.list_files, hub.download
+    monkeypatch.setattr(huggingface_hub, "list_repo_files",
+                        lambda *a, **k: order.append("list") or listing(*a, **k))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
+                        lambda *a, **k: order.append("download") or download(*a, **k))
+    hub.files = {"Some-Model.Q4_K_M.gguf": MODEL_BYTES, "mmproj-Some-Model-F16.gguf": MMPROJ_BYTES}
+    paths = pull("test-model", tmp_path, progress=False)
+    assert order == ["list", "download", "list", "download"]
+    assert hub.calls == ["Some-Model.Q4_K_M.gguf", "mmproj-Some-Model-F16.gguf"]  # no misses
+    assert paths.chosen[0].startswith("model: Some-Model.Q4_K_M.gguf from ")
+    assert "the catalog's file name" in paths.chosen[0]
+    assert paths.chosen[1].startswith("mmproj: mmproj-Some-Model-F16.gguf")
+    assert "matching" in paths.chosen[1]
+
+
+@pytest.mark.parametrize(("listing", "model", "mmproj"), [
+    # Names from ../shared/phi4rv.md: DevQuasar's text file, jamesburton's, the mmproj name.
+    (["microsoft.Phi-4-reasoning-vision-15B.f16.gguf.Q4_K_M.gguf",
+      "mmproj-Phi-4-reasoning-vision-15B-f16.gguf", "README.md"],
+     "microsoft.Phi-4-reasoning-vision-15B.f16.gguf.Q4_K_M.gguf",
+     "mmproj-Phi-4-reasoning-vision-15B-f16.gguf"),
+    (["Phi-4-reasoning-vision-15B-Q4_K_M.gguf", "Phi-4-reasoning-vision-15B-Q8_0.gguf",
+      "mmproj-Phi-4-reasoning-vision-15B-f16.gguf", "mmproj-Phi-4-reasoning-vision-15B-bf16.gguf"],
+     "Phi-4-reasoning-vision-15B-Q4_K_M.gguf", "mmproj-Phi-4-reasoning-vision-15B-f16.gguf"),
+])
+def test_real_catalog_patterns_match_the_known_names(listing: list[str], model: str,
+                                                     mmproj: str) -> None:
+    from deskpilot.models.catalog import DEFAULT_MODEL, _find_in_repo, get_entry
+
+    entry = get_entry(DEFAULT_MODEL)
+    assert _find_in_repo(entry.model, listing) == model
+    assert _find_in_repo(entry.mmproj, listing) == mmproj

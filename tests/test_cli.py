@@ -87,8 +87,8 @@ def test_doctor_reports_each_check(display: str, tmp_path: Path) -> None:
 
 def test_dry_run_replay_prints_steps_and_writes_trajectory(display: str, tmp_path: Path) -> None:
     replay = tmp_path / "replies.jsonl"
-    replay.write_text(json.dumps({"answer": '{"action": "click", "target": "middle", '
-                                            '"box": [0.4, 0.4, 0.6, 0.6]}'}) + "\n"
+    replay.write_text(json.dumps({"answer": '{"action": "click", "target": "middle"}'}) + "\n"
+                      + json.dumps({"answer": "[0.4, 0.4, 0.6, 0.6]"}) + "\n"  # grounding
                       + json.dumps({"answer": '{"action": "done", "answer": "ok"}'}) + "\n")
     # Something on the screen: an all-black frame is taken for a dead or locked display.
     with launched(["xcalc", "-geometry", "+10+10"], display, window="Calculator"):

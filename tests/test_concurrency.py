@@ -159,8 +159,9 @@ def test_four_task_files_run_at_once_each_on_its_display_with_one_report(tmp_pat
 def test_one_failing_task_fails_alone_and_replayed_model_steps_may_run_at_once(
         tmp_path: Path) -> None:
     # --replay is cheap (no model is loaded), so it may run in several children at once.
+    # The model's own grounding answer, a bare list (the default --grounding native).
     replies = write(tmp_path, "replies.jsonl", json.dumps(
-        {"answer": '{"action": "click", "box": [0.3617, 0.535, 0.3719, 0.5563]}'}) + "\n")
+        {"answer": "[0.3617, 0.535, 0.3719, 0.5563]"}) + "\n")
     files = [
         write(tmp_path, "a.yaml", XCALC_SHOWS.format(name="shows 0", digit="0", timeout=30)),
         write(tmp_path, "b.yaml", XCALC_SHOWS.format(name="shows 16", digit="16", timeout=1)),
@@ -231,7 +232,7 @@ def test_sigterm_stops_every_task_and_writes_the_reports_of_what_ran(tmp_path: P
     finally:
         if parent.poll() is None:
             parent.kill()
-    assert parent.returncode == 130, out + err
+    assert parent.returncode == 143, out + err  # 128 + SIGTERM
     cases = cases_of(junit)
     assert [c.get("name") for c in cases] == ["waits 1", "waits 2"]
     for case in cases:

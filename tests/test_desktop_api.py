@@ -99,7 +99,7 @@ def test_xedit_types_a_secret_that_no_record_shows(tmp_path: Path) -> None:
 
 def test_scripted_model_answers_query_check_and_a_described_target(tmp_path: Path) -> None:
     runtime = ScriptedRuntime([
-        '{"action": "click", "box": [0.05, 0.005, 0.1, 0.02]}',  # on xcalc's display: harmless
+        "[0.05, 0.005, 0.1, 0.02]",  # the grounding answer: on xcalc's display, harmless
         '{"value": "0"}',
         Reply(answer="yes", reasoning="A calculator is shown."),
         Reply(answer="no", reasoning="Nothing is green."),

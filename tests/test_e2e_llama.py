@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from deskpilot.actions.parse import parse_action
+from deskpilot.actions.parse import parse_plan
 from deskpilot.agent.loop import run_agent
 from deskpilot.agent.records import Outcome
 from deskpilot.agent.rundir import RunDir
@@ -62,14 +62,18 @@ def test_tiny_model_drives_the_real_pointer(display: str, tiny_runtime, tmp_path
              .splitlines()]
     assert len(lines) == len(result.steps) >= 1
     for step, line in zip(result.steps, lines, strict=True):
-        # Every reply was grammar-constrained, so every one is one well-formed JSON move;
-        # the parser or validator may still refuse its box, and says why.
-        assert json.loads(line["reply"]["answer"])["action"] == "move"
+        # Every reply was grammar-constrained: the planner's is one well-formed JSON move
+        # naming its target in words, the grounding call's a bare box; the validator may
+        # still refuse the box, and says why.
+        plan = parse_plan(line["reply"]["answer"])
+        assert plan.name == "move" and len(plan.targets) == 1
         assert 256 <= line["image_tokens"] <= 1024 and line["screenshot"]
+        (ground,) = line["grounding"]
+        assert ground["box"] is not None and ground["target"] == plan.targets[0]
         if step.outcome is Outcome.REJECTED:
             assert line["error"]
         else:
-            assert parse_action(line["reply"]["answer"]).action == "move"
+            assert line["action"]["box"] == ground["box"]
     executed = [s for s in result.steps if s.outcome is Outcome.EXECUTED]
     assert executed, f"no reply was executable: {[s.error for s in result.steps]}"
     assert _pointer(display) == executed[-1].points[0]

@@ -30,5 +30,9 @@ def test_recorded_run_computes_15_on_real_xcalc(display: str, tmp_path: Path) ->
     assert result.status is Status.DONE and result.answer == "15"
     assert [s.outcome for s in result.steps] == [Outcome.EXECUTED] * 4 + [Outcome.TERMINAL]
     lines = (result.run_dir / "trajectory.jsonl").read_text().splitlines()
-    assert [json.loads(line)["action"]["target"] for line in lines[:4]] == [
-        "7 button", "+ button", "8 button", "= button"]
+    records = [json.loads(line) for line in lines[:4]]
+    assert [r["action"]["target"] for r in records] == [
+        "the 7 button", "the + button", "the 8 button", "the = button"]
+    # Planner and grounder: each click's box came from the model's own grounding call.
+    assert all(len(r["grounding"]) == 1 and r["grounding"][0]["box"] == r["action"]["box"]
+               for r in records)

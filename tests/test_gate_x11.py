@@ -101,3 +101,16 @@ def test_a_private_display_refuses_clients_without_its_cookie(tmp_path: Path) ->
         server = subprocess.run(["ps", "-ww", "-o", "args=", "-C", "Xvfb"], capture_output=True,
                                 text=True, check=False).stdout
         assert any(f"-auth {auth.parent}/server-" in line for line in server.splitlines())
+
+
+def test_a_display_number_used_again_gets_its_new_cookie_not_the_old_one() -> None:
+    """Xvfb -displayfd hands out the lowest free number, so one process running display after
+    display (a Desktop per test) meets the same name with a new server and a new cookie."""
+    entries = []
+    for _ in range(3):
+        with xvfb() as name:
+            done = subprocess.run(["xdpyinfo"], env=display_env(name), capture_output=True,
+                                  text=True, timeout=20, check=False)
+            assert done.returncode == 0, (name, done.stderr)
+            entries.append(authority_file().read_bytes().count(b"MIT-MAGIC-COOKIE-1"))
+    assert entries[0] >= 1 and len(set(entries)) == 1, entries  # stopped servers leave none

@@ -63,6 +63,12 @@ def test_examples_pass_and_leave_junit_summary_and_report(tmp_path: Path) -> Non
     html = (out / "report" / "index.html").read_text()
     assert "xcalc adds 7 and 8" in html and "data:image/jpeg;base64," in html
     assert "2 passed, 0 failed, 0 errors" in done.stdout
+    # Then as `make demo` does: again from the verified cache alone, which must not refuse.
+    again = deskpilot(*sorted((ROOT / "examples").glob("*.yaml")), "--headless", "--xvfb",
+                      "--cache", "read-only", "--cache-dir", out / "cache",
+                      "--runs-dir", out / "runs")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("via cache") >= 4, again.stdout
 
 
 def test_failing_expectation_exits_1_with_a_junit_failure_and_screenshot(tmp_path: Path
@@ -120,9 +126,9 @@ def test_stale_model_target_falls_back_to_the_model_in_read_write_mode(tmp_path:
     # on xedit, where the cached crop is absent: the model is asked again and its answer used.
     replies = tmp_path / "replies.jsonl"
     replies.write_text(
-        json.dumps({"answer": '{"action": "click", "box": [0.3617, 0.535, 0.3719, 0.5563]}'})
+        json.dumps({"answer": "[0.3617, 0.535, 0.3719, 0.5563]"})  # native grounding answers
         + "\n"
-        + json.dumps({"answer": '{"action": "click", "box": [0.2664, 0.15, 0.2898, 0.175]}'})
+        + json.dumps({"answer": "[0.2664, 0.15, 0.2898, 0.175]"})
         + "\n")
     calc, edit = tmp_path / "calc.yaml", tmp_path / "edit.yaml"
     calc.write_text("name: main button\nsetup:\n  launch:\n"
@@ -142,3 +148,39 @@ def test_stale_model_target_falls_back_to_the_model_in_read_write_mode(tmp_path:
     first, second = steps_of(tmp_path / "s.json", 0)[0], steps_of(tmp_path / "s.json", 1)[0]
     assert first["source"] == "model" and second["source"] == "model"
     assert "stale" in str(second["message"])
+
+
+def test_a_label_not_on_the_screen_leaves_its_screenshot_everywhere(tmp_path: Path) -> None:
+    """The commonest failure: OCR cannot find the text. The step keeps the screen it searched
+    with the closest texts and their boxes; JUnit attaches it; the report outlines them; the
+    console says where the report is and how to open it."""
+    task = tmp_path / "missing.yaml"
+    task.write_text("name: xcalc has no such key\n"
+                    "setup:\n  launch:\n    - command: xcalc -geometry +400+150\n"
+                    "      wait_for: {window: Calculator}\n"
+                    # xcalc may map its window before it draws the keys: wait for one.
+                    "steps:\n  - wait_for: {text: AC}\n  - click: NoSuchLabel\n")
+    out = tmp_path / "out"
+    done = deskpilot(task, "--headless", "--xvfb", "--cache", "off", "--junit",
+                     out / "junit.xml", "--summary", out / "summary.json", "--report",
+                     out / "report", "--runs-dir", tmp_path / "runs")
+    assert done.returncode == 1, done.stdout + done.stderr
+    ready, step = steps_of(out / "summary.json")
+    assert ready["passed"] is True, ready["message"]
+    run_dir = Path(json.loads((out / "summary.json").read_text())["tasks"][0]["run_dir"])
+    assert step["passed"] is False and step["screenshot"]
+    shot = (run_dir / str(step["screenshot"])).absolute()
+    assert shot.is_file()
+    candidates = step["candidates"]
+    assert isinstance(candidates, list) and candidates, step["message"]
+    assert all(len(c["box"]) == 4 for c in candidates)
+    case = ET.parse(out / "junit.xml").getroot().find("testsuite/testcase")
+    assert case is not None
+    assert f"[[ATTACHMENT|{shot}]]" in (case.findtext("system-out") or "")
+    assert {p.get("name"): p.get("value") for p in case.iterfind("properties/property")} == {
+        "screenshot": str(shot)}
+    html = (out / "report" / "index.html").read_text()
+    assert "closest or competing texts read" in html and "candidates" in html
+    page = (out / "report" / "index.html").absolute()
+    assert f"{page.as_uri()}#task-1-step-2" in done.stdout
+    assert f"open the report: xdg-open {page}" in done.stdout

@@ -29,7 +29,7 @@ def test_counts_and_attributes(tmp_path: Path) -> None:
     assert testsuite.attrib == {"name": "deskpilot", "tests": "3", "failures": "1",
                                 "errors": "1", "time": "6.900", "skipped": "0",
                                 "timestamp": "2025-05-04T10:11:12+02:00"}
-    properties = {p.get("name"): p.get("value") for p in testsuite.iter("property")}
+    properties = {p.get("name"): p.get("value") for p in testsuite.iterfind("properties/property")}
     assert properties == {"display": ":99", "screen_size": "1280x800"}
     cases = testsuite.findall("testcase")
     assert [(c.get("classname"), c.get("name"), c.get("time"), c.get("file")) for c in cases] == [
@@ -52,11 +52,15 @@ def test_failure_names_the_step_and_screenshot(tmp_path: Path) -> None:
     shot = (tmp_path / "run-bad" / "screens" / "step-0003.png").absolute()
     details = failure.text or ""
     assert f"screenshot: {shot}" in details
+    assert f"difference: {shot.parent / 'step-0003-diff.png'}" in details
     assert "grounding source: model" in details and "point: (1600, 430)" in details
     assert HOSTILE_MODEL_TEXT in details  # XML escaping is the parser's business, not ours
     out = failed.findtext("system-out") or ""
     assert f"[[ATTACHMENT|{shot}]]" in out
     assert f"[[ATTACHMENT|{shot.parent / 'step-0003-diff.png'}]]" in out
+    properties = {p.get("name"): p.get("value") for p in failed.iterfind("properties/property")}
+    assert properties == {"screenshot": str(shot),
+                          "difference": str(shot.parent / "step-0003-diff.png")}
     lines = out.splitlines()
     assert lines[:4] == [s.line() for s in suite.tasks[1].steps]
     assert lines[2].startswith("  FAIL  3. click <script>Save</script> via model")
@@ -97,3 +101,18 @@ def test_failed_task_without_a_failing_step_uses_its_message() -> None:
 def test_empty_suite(tmp_path: Path) -> None:
     root = _write(tmp_path, SuiteResult(tasks=(), seconds=0.0, started="now"))
     assert root.get("tests") == "0" and root.findall("testsuite/testcase") == []
+
+
+def test_a_failed_comparison_attaches_baseline_actual_and_difference(tmp_path: Path) -> None:
+    from tests.test_report import visual_suite
+
+    suite = visual_suite(tmp_path)
+    (case,) = _write(tmp_path, suite).findall("testsuite/testcase")
+    screens = (tmp_path / "run-visual" / "screens").absolute()
+    out = case.findtext("system-out") or ""
+    for name in ("home.png", "home-baseline.png", "home-diff.png"):
+        assert f"[[ATTACHMENT|{screens / name}]]" in out
+    properties = {p.get("name"): p.get("value") for p in case.iterfind("properties/property")}
+    assert properties == {"screenshot": str(screens / "home.png"),
+                          "baseline": str(screens / "home-baseline.png"),
+                          "difference": str(screens / "home-diff.png")}

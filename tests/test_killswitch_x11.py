@@ -30,6 +30,7 @@ from deskpilot.agent.takeover import TakeoverWatch, parse_hotkey
 from deskpilot.grounding.capture import FakeScreen
 from deskpilot.grounding.geometry import Point
 from deskpilot.models.scripted import ScriptedRuntime
+from tests.helpers.fakes import JOINT_SETTINGS
 
 pytestmark = [pytest.mark.display,
               pytest.mark.skipif(shutil.which("xdotool") is None, reason="needs xdotool")]
@@ -201,7 +202,7 @@ def test_the_hotkey_ends_the_agents_run_mid_drag(
     agent = threading.Thread(target=lambda: results.append(run_agent(
         "drag the slider", runtime=ScriptedRuntime([drag, drag]), screen=FakeScreen(frames),
         device=PyAutoGuiDevice(), record=RunDir(tmp_path), clock=_SlowClock(),
-        takeover=w)), name="agent")
+        takeover=w, settings=JOINT_SETTINGS)), name="agent")
     kill_mid_drag(agent, xconn, person, killed)
     (result,) = results
     assert result.status is Status.INTERRUPTED

@@ -4,7 +4,7 @@ Layers, lowest first: grounding, actions, models, agent, tui. A package may impo
 layer and the ones below it; the only import upwards is the command line starting the interface
 (agent/cli -> tui). Inside agent/, the rooms are ordered the same way: the core run (modules
 directly in agent/), tasks/, reports/, api/ (the Python API), testing/ (the pytest
-plugin), cli/, bench/. Imports inside functions count too: a lazy
+plugin), cli/, bench/, eval/. Imports inside functions count too: a lazy
 import still ties two packages together.
 """
 
@@ -21,7 +21,7 @@ FOLDERS = {"grounding": "grounding", "actions": "actions", "models": "models", "
            "tui": "tui"}
 LAYERS = ["grounding", "actions", "models", "agent", "tui"]
 ROOMS = ["agent", "agent.tasks", "agent.reports", "agent.api", "agent.testing", "agent.cli",
-         "agent.bench"]
+         "agent.bench", "agent.eval"]
 ALLOWED_UPWARDS = {("agent.cli", "tui")}  # the command line opens the supervision interface
 
 

@@ -15,9 +15,10 @@ from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.settings import Budget, ModelSettings
 from deskpilot.grounding.capture import FakeScreen
 from deskpilot.grounding.geometry import ScreenGeometry
+from deskpilot.models.grounder import GroundingPrompt
 from deskpilot.models.runtime import Reply, Request, RuntimeFailure
 from deskpilot.models.scripted import ScriptedRuntime
-from tests.helpers.fakes import FakeClock
+from tests.helpers.fakes import JOINT_SETTINGS, FakeClock
 
 CLICK_CENTRE = '{"action": "click", "target": "middle", "box": [0.4, 0.4, 0.6, 0.6]}'
 DONE = '{"action": "done", "answer": "42"}'
@@ -30,6 +31,7 @@ def _screen() -> FakeScreen:
 def _run(tmp_path: Path, replies: list[str], **kw: object):
     runtime = kw.pop("runtime", None) or ScriptedRuntime(replies)
     device = kw.pop("device", RecordingDevice())
+    kw.setdefault("settings", JOINT_SETTINGS)  # these tests script single joint answers
     result = run_agent("test task", runtime=runtime, screen=kw.pop("screen", _screen()),
                        device=device, record=RunDir(tmp_path), clock=kw.pop("clock", FakeClock()),
                        **kw)  # type: ignore[arg-type]
@@ -96,7 +98,7 @@ def test_runtime_failure_aborts(tmp_path: Path) -> None:
 def test_dry_run_never_touches_the_device(tmp_path: Path) -> None:
     runtime = ScriptedRuntime([CLICK_CENTRE, DONE])
     result = run_agent("t", runtime=runtime, screen=_screen(), device=None,
-                       record=RunDir(tmp_path), clock=FakeClock())
+                       record=RunDir(tmp_path), clock=FakeClock(), settings=JOINT_SETTINGS)
     assert [s.outcome for s in result.steps] == [Outcome.DRY_RUN, Outcome.TERMINAL]
 
 
@@ -125,7 +127,8 @@ def test_hidpi_screen_maps_to_points(tmp_path: Path) -> None:
 def test_requests_carry_grammar_and_limits(tmp_path: Path) -> None:
     _result, runtime, _ = _run(tmp_path, [DONE],
                               settings=ModelSettings(allowed=frozenset({"click", "done"}),
-                                                     max_patches=256))
+                                                     max_patches=256,
+                                                     grounding=GroundingPrompt.JOINT))
     request: Request = runtime.requests[0]
     assert request.grammar is not None and request.grammar.startswith("root ::= ws (click | done)")
     assert request.image is not None and request.image.n_patches <= 256
@@ -246,6 +249,7 @@ def test_a_trajectory_that_cannot_be_written_stops_the_agent(tmp_path: Path,
     monkeypatch.setattr(rundir, "_private_write", full_disk)
     device = RecordingDevice()
     result = run_agent("t", runtime=ScriptedRuntime([CLICK_CENTRE] * 3), screen=_screen(),
-                       device=device, record=record, clock=FakeClock())
+                       device=device, record=record, clock=FakeClock(),
+                       settings=JOINT_SETTINGS)
     assert result.status is Status.RECORD_ERROR and "No space left" in result.message
     assert sum(c[0] == "button_down" for c in device.calls) == 1  # no action after the failure

@@ -31,7 +31,7 @@ from deskpilot.grounding.capture import FakeScreen
 from deskpilot.grounding.geometry import Point, ScreenGeometry
 from deskpilot.models.runtime import Reply, Request
 from deskpilot.models.scripted import ScriptedRuntime
-from tests.helpers.fakes import FakeClock
+from tests.helpers.fakes import JOINT_SETTINGS, FakeClock
 
 CLICK = '{"action": "click", "target": "middle", "box": [0.4, 0.4, 0.6, 0.6]}'
 DONE = '{"action": "done", "answer": "ok"}'
@@ -63,7 +63,7 @@ def _run(tmp_path: Path, replies: list[str | Reply], *, budget: Budget | None = 
     gate = Gate(Policy(), DenyAll(), record) if gated else None  # headless: nothing approved
     result = run_agent("press the middle button", runtime=runtime, screen=screen, device=device,
                        record=record, clock=clock or FakeClock(), budget=budget or Budget(),
-                       gate=gate)
+                       gate=gate, settings=JOINT_SETTINGS)
     return result, runtime, device
 
 

@@ -10,12 +10,22 @@ import stat
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 
 from deskpilot.agent.records import Outcome, StepRecord, Timings
 from deskpilot.agent.reports.html import MAX_WIDTH, render_report, write_report
+from deskpilot.agent.reports.pictures import BOX, CANDIDATE, POINT, THUMB_WIDTH, ZOOM_SIZE
 from deskpilot.agent.reports.summary import write_summary
-from deskpilot.agent.tasks.results import ScriptStep, Source, SuiteResult, TaskResult, TaskStatus
+from deskpilot.agent.tasks.results import (
+    Candidate,
+    ScriptStep,
+    Source,
+    SuiteResult,
+    TaskResult,
+    TaskStatus,
+)
 
 HOSTILE_MODEL_TEXT = ('I think the button is <script>alert(1)</script> there.\n'
                       'Answer: "><img src=x onerror=alert(2)>')
@@ -54,6 +64,9 @@ def make_suite(root: Path) -> SuiteResult:
     agent_steps = (
         StepRecord(index=1, outcome=Outcome.EXECUTED, summary="click the File menu",
                    answer='{"action": "click"}', reasoning="The File menu is top left.",
+                   grounding=({"target": "the File menu", "answer": "[0.01, 0.02, 0.05, 0.04]",
+                               "box": [0.01, 0.02, 0.05, 0.04], "note": "",
+                               "reused_image_tokens": 920},),
                    points=((70, 62),), screenshot="screens/agent-0001.png",
                    timings=Timings(capture=0.01, model=1.5, act=0.03)),
         StepRecord(index=2, outcome=Outcome.EXECUTED, summary="drag the slider",
@@ -82,7 +95,8 @@ def make_suite(root: Path) -> SuiteResult:
                                          button="Cancel"),
                    diff="screens/step-0003-diff.png", seconds=3.2,
                    timings={"capture": 0.03, "model": 3.1}, model_text=HOSTILE_MODEL_TEXT,
-                   candidates=("Save as…", "Saved <i>")),
+                   candidates=(Candidate("Save as…", (1400, 300, 1480, 330)),
+                               Candidate("Saved <i>"))),
         ScriptStep(index=4, kind="expect", label="expect: Saved", file_line=11, passed=True,
                    message="seen", screenshot="screens/step-0004.png"),  # never written
     )
@@ -101,8 +115,43 @@ def make_suite(root: Path) -> SuiteResult:
                        display=":99", screen_size=(1280, 800))
 
 
-# Screenshots and diffs in make_suite that exist on disk.
-EXISTING_IMAGES = 2 + 2 + 2 + 1  # ok steps 1-2, agent steps 1-2, bad steps 1 and 3, the diff
+# Screenshots in make_suite that exist on disk: ok steps 1-2, agent steps 1-2, bad steps 1, 3.
+EXISTING_SHOTS = 2 + 2 + 2
+
+
+def visual_suite(root: Path) -> SuiteResult:
+    """One task whose screenshot comparison failed: baseline, actual and difference kept."""
+    run_dir = root / "run-visual"
+    baseline = screenshot(run_dir / "screens/home-baseline.png", (1920, 1080), button="OK")
+    actual = screenshot(run_dir / "screens/home.png", (1920, 1080), button="Cancel")
+    diff = run_dir / "screens/home-diff.png"
+    Image.new("RGB", (1920, 1080), (60, 60, 60)).save(diff)
+    step = ScriptStep(index=1, kind="screenshot", label="screenshot: {name: 'home'}",
+                      file_line=3, passed=False, message="1234 pixels changed",
+                      box=(930, 525, 990, 550), screenshot=actual, baseline=baseline,
+                      diff="screens/home-diff.png")
+    task = TaskResult(name="looks the same", file=Path("tasks/visual.yaml"),
+                      status=TaskStatus.FAILED, message="step 1 failed", steps=(step,),
+                      seconds=0.2, run_dir=run_dir)
+    return SuiteResult(tasks=(task,), seconds=0.2, started="now", screen_size=(1920, 1080))
+
+
+def images(page: str) -> list[tuple[str, Image.Image]]:
+    """Every embedded image, decoded, with its alt text."""
+    out = []
+    for tag, attrs in _tags(page):
+        if tag == "img":
+            data = base64.b64decode((attrs["src"] or "").split(",", 1)[1])
+            with Image.open(io.BytesIO(data)) as image:
+                assert image.format == "JPEG"
+                out.append((attrs["alt"] or "", image.convert("RGB")))
+    return out
+
+
+def near(image: Image.Image, colour: tuple[int, int, int], tolerance: int = 40) -> int:
+    """How many pixels of ``image`` are close to ``colour`` (JPEG shifts drawn lines a little)."""
+    rgb = np.asarray(image).astype(int)
+    return int((np.abs(rgb - colour).max(axis=2) <= tolerance).sum())
 
 
 class _Tags(HTMLParser):
@@ -140,24 +189,29 @@ def test_report_is_self_contained_and_private(tmp_path: Path) -> None:
         if "href" in attrs:
             assert (attrs["href"] or "").startswith("#"), attrs["href"]
     assert not [t for t, _ in tags if t in {"link", "iframe", "object", "embed", "script"}]
-    assert page.count("data:image") == EXISTING_IMAGES
-    assert len([t for t, _ in tags if t == "img"]) == EXISTING_IMAGES
+    # Each screenshot on disk opens full size in exactly one viewer; the missing ones in none.
+    viewers = [a for t, a in tags if t == "div" and a.get("class") == "viewer"]
+    assert len(viewers) == EXISTING_SHOTS
+    assert page.count('class="frame"><img') == EXISTING_SHOTS
 
 
 def test_screenshots_are_jpeg_and_wide_ones_downscaled(tmp_path: Path) -> None:
     page = render_report(make_suite(tmp_path))
-    widths = []
-    for tag, attrs in _tags(page):
-        if tag == "img":
-            data = base64.b64decode((attrs["src"] or "").split(",", 1)[1])
-            with Image.open(io.BytesIO(data)) as image:
-                assert image.format == "JPEG"
-                widths.append(image.width)
-    assert max(widths) == MAX_WIDTH  # the 2000-pixel screenshot
-    # The overlay stays in the original pixels: the box and point are drawn where recorded.
+    shown = images(page)
+    widths = [image.width for _, image in shown]
+    assert max(widths) == MAX_WIDTH  # the 2000-pixel screenshot, full size in its viewer
+    assert widths.count(MAX_WIDTH) == 1
+    crops = [image for alt, image in shown if alt.endswith("zoomed")]
+    thumbs = [image for alt, image in shown if alt.endswith("whole screen")]
+    # The type step marks nothing: it has a thumbnail and no crop.
+    assert (len(crops), len(thumbs)) == (EXISTING_SHOTS - 1, EXISTING_SHOTS)
+    assert all(c.width <= ZOOM_SIZE[0] and c.height <= ZOOM_SIZE[1] for c in crops)
+    assert all(t.width == THUMB_WIDTH for t in thumbs)
+    # The overlay of the full view stays in the original pixels: marks drawn where recorded.
     assert 'viewBox="0 0 2000 1000"' in page
     assert '<rect class="box" x="1500" y="400" width="200" height="60"' in page
     assert 'cx="1600" cy="430"' in page
+    assert '<rect class="cand" x="1400" y="300" width="80" height="30"' in page
 
 
 def test_hostile_text_is_escaped(tmp_path: Path) -> None:
@@ -174,16 +228,17 @@ def test_hostile_text_is_escaped(tmp_path: Path) -> None:
         "html", "head", "meta", "title", "style", "body", "header", "div", "h1", "h4", "p",
         "span", "dl", "dt", "dd", "nav", "ol", "ul", "li", "a", "main", "section", "details",
         "summary", "code", "pre", "figure", "img", "figcaption", "svg", "rect", "circle",
-        "path", "g", "polyline", "text"}
+        "path", "g", "polyline", "text", "h2", "b"}
 
 
 def test_layout_marks_failures_and_sources(tmp_path: Path) -> None:
     page = render_report(make_suite(tmp_path))
     tags = _tags(page)
-    sections = [a for t, a in tags if t == "section"]
+    sections = [a for t, a in tags if t == "section" and a["class"] != "failures"]
     assert [a["class"] for a in sections] == ["task passed", "task failed", "task error"]
     # The task's <details> follows its <section>: closed when passed, open otherwise.
-    opened = [tags[i + 1][1] for i, (t, _) in enumerate(tags) if t == "section"]
+    opened = [tags[i + 1][1] for i, (t, a) in enumerate(tags)
+              if t == "section" and a["class"] != "failures"]
     assert ["open" in a for a in opened] == [False, True, True]
     failing = [a for t, a in tags if t == "li" and "failing" in (a.get("class") or "")]
     assert [a["id"] for a in failing] == ["task-2-step-3", "task-3-step-1"]
@@ -201,9 +256,14 @@ def test_do_steps_and_missing_screenshots(tmp_path: Path) -> None:
     assert page.count('<li class="agent-step">') == 3
     assert "click the File menu" in page and "unusable reply: not JSON" in page
     assert "The File menu is top left." in page
+    # the planner's text and the grounding call's answer, one record, both shown
+    assert "locate &#x27;the File menu&#x27; -&gt; [0.01, 0.02, 0.05, 0.04]" in page
+    assert "image reused (920 tokens)" in page
     assert '<polyline class="path" points="200,300 420,300"' in page  # the drag
     assert "screens/agent-0003.png" in page and "screens/step-0004.png" in page
     assert page.count("screenshot missing") == 2
+    # The drag's points in the full view; its zoomed crop spans both ends.
+    assert "step 2.2" in page
 
 
 def test_report_without_run_dir_or_steps(tmp_path: Path) -> None:
@@ -241,3 +301,93 @@ def test_summary_json(tmp_path: Path) -> None:
     assert data["tasks"][1]["failed_step"]["index"] == 3
     assert data["tasks"][1]["name"] == HOSTILE_NAME
     assert [p.name for p in path.parent.iterdir()] == ["summary.json"]  # no temp file left
+
+
+def test_failures_come_first_and_link_to_each_failed_step(tmp_path: Path) -> None:
+    page = render_report(make_suite(tmp_path))
+    summary = page[page.index('<section class="failures"'):page.index("</section>")]
+    assert page.index('<section class="failures"') < page.index("<main>")
+    assert "2 tasks did not pass" in summary
+    assert 'href="#task-2-step-3"' in summary and 'href="#task-3"' in summary
+    assert "no &quot;Save&quot; button &lt;/details&gt; on the screen" in summary
+    assert "gedit: command not found" in summary
+    assert 'href="#task-1' not in summary  # the passed task is not listed
+
+
+def test_each_step_shows_a_marked_crop_beside_a_thumbnail(tmp_path: Path) -> None:
+    page = render_report(make_suite(tmp_path))
+    shown = dict(images(page))
+    crop = shown["step 3, zoomed"]
+    # The target's box, the click marker and the other OCR candidate are drawn in the crop.
+    assert near(crop, BOX) > 100 and near(crop, POINT) > 30 and near(crop, CANDIDATE) > 50
+    thumb = shown["step 3, whole screen"]
+    assert thumb.width == THUMB_WIDTH and near(thumb, BOX) > 20  # the crop's area, outlined
+    ok = next(image for alt, image in images(page) if alt == "step 1, zoomed")  # task 1
+    assert near(ok, CANDIDATE) == 0 and near(ok, BOX) > 100
+    assert "closest or competing texts read" in page and "at [1400, 300, 1480, 330]" in page
+
+
+def test_the_filmstrip_and_viewers_step_through_every_screenshot(tmp_path: Path) -> None:
+    page = render_report(make_suite(tmp_path))
+    tags = _tags(page)
+    strip = page[page.index('<nav class="filmstrip"', page.index('id="task-2"')):]
+    strip = strip[:strip.index("</nav>")]
+    links = re.findall(r'href="#(task-2-shot-\d+)"', strip)
+    assert links == [f"task-2-shot-{n}" for n in range(1, 5)]  # step 1, agent 1-2, step 3
+    assert 'class="fail"' in strip  # the failed step's frame stands out
+    viewers = {a["id"]: i for i, (t, a) in enumerate(tags) if a.get("class") == "viewer"}
+    assert set(links) <= set(viewers)
+    # Each viewer links to its neighbours and back to its step.
+    second = page[page.index('id="task-2-shot-2"'):page.index('id="task-2-shot-3"')]
+    assert 'href="#task-2-shot-1"' in second and 'href="#task-2-shot-3"' in second
+    assert 'href="#task-2-step-2"' in second  # agent step 1 belongs to step 2
+    assert ".viewer:target" in page  # shown by CSS alone
+
+
+def test_a_failed_comparison_shows_baseline_actual_and_difference(tmp_path: Path) -> None:
+    page = render_report(visual_suite(tmp_path))
+    compare = page[page.index('<div class="compare">'):]
+    compare = compare[:compare.index("</div>")]
+    assert [m for m in re.findall(r"<b>(\w+)</b>", compare)] == [
+        "baseline", "actual", "difference"]
+    shown = dict(images(page))
+    baseline, actual = shown["step 1 baseline"], shown["step 1 actual"]
+    assert baseline.size == actual.size == shown["step 1 difference"].size
+    assert baseline.width <= ZOOM_SIZE[0]  # zoomed on the changed area, not the whole screen
+    for name in ("baseline", "actual", "difference"):
+        assert near(shown[f"step 1 {name}"], BOX) > 100, name  # the changed area, boxed
+    assert not np.array_equal(np.asarray(baseline), np.asarray(actual))
+
+
+def test_summary_and_console_say_where_the_report_is_and_how_to_open_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from deskpilot.agent.cli.console import open_command, print_suite
+    from deskpilot.agent.reports.outputs import Outputs
+
+    suite = make_suite(tmp_path)
+    outputs = Outputs(summary=tmp_path / "out" / "summary.json", report=tmp_path / "out" / "r")
+    assert print_suite(suite, outputs) == 1
+    page = (tmp_path / "out" / "r" / "index.html").absolute()
+    data = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    assert data["report"] == str(page)
+    urls = [t["report_url"] for t in data["tasks"]]
+    assert urls == [page.as_uri() + "#task-1", page.as_uri() + "#task-2-step-3",
+                    page.as_uri() + "#task-3-step-1"]
+    # Every link points at an element of the page.
+    html = page.read_text(encoding="utf-8")
+    for url in urls:
+        assert f'id="{url.split("#")[1]}"' in html
+    out = capsys.readouterr().out.splitlines()
+    assert f"report:  {page}" in out
+    assert any(line.split()[:2] == ["FAILED", "save"] and line.endswith(urls[1]) for line in out)
+    assert out[-1] == f"open the report: {open_command(page)}"
+    assert open_command(Path("/tmp/a b.html")) in {"xdg-open '/tmp/a b.html'",
+                                                   "open '/tmp/a b.html'",
+                                                   "start \"\" '/tmp/a b.html'"}
+
+
+def test_summary_without_a_report_has_no_links(tmp_path: Path) -> None:
+    from deskpilot.agent.reports.summary import summary_json
+
+    data = summary_json(make_suite(tmp_path))
+    assert data["report"] is None and all("report_url" not in t for t in data["tasks"])

@@ -303,3 +303,17 @@ def test_a_rebuilt_entry_holding_another_buttons_crop_is_not_clicked(
     else:
         assert result.status is TaskStatus.PASSED and "grounded again" in step.message
         assert moves(svc.device) == [centre(100, 100)]  # type: ignore[arg-type]
+
+
+def test_a_label_read_merged_with_its_neighbours_still_verifies_but_another_does_not() -> None:
+    """OCR of a small crop may read a row of buttons as one line (xedit's "Quit Save Load"):
+    the re-check accepts the label when its words stand whole there, and nothing looser."""
+    from deskpilot.agent.tasks.act import _holds_words
+
+    assert _holds_words("Quit Save Load", "Save")
+    assert _holds_words("Quit save  Load", "SAVE")
+    assert _holds_words("Save As Load", "Save As")
+    assert not _holds_words("Quit Saved Load", "Save")  # a whole word, not a piece of one
+    assert not _holds_words("Quit Load", "Save")
+    assert not _holds_words("As Save", "Save As")  # in order
+    assert not _holds_words("", "Save") and not _holds_words("Save", "")

@@ -20,7 +20,7 @@ from deskpilot.agent.supervise import Controls, StopRequested, Verdict
 from deskpilot.agent.takeover import TakeoverWatch
 from deskpilot.grounding.capture import FakeScreen
 from deskpilot.models.scripted import ScriptedRuntime
-from tests.helpers.fakes import FakeClock
+from tests.helpers.fakes import JOINT_SETTINGS, FakeClock
 
 CLICK = '{"action": "click", "target": "x", "box": [0.4, 0.4, 0.6, 0.6]}'
 DONE = '{"action": "done", "answer": "ok"}'
@@ -104,6 +104,7 @@ def test_taken_over_waits_for_resume_and_can_be_stopped() -> None:
 
 def _run(tmp_path: Path, replies: list[str], **kw: object):  # type: ignore[no-untyped-def]
     device = RecordingDevice()
+    kw.setdefault("settings", JOINT_SETTINGS)
     result = run_agent("task", runtime=ScriptedRuntime(replies),
                        screen=FakeScreen([np.full((400, 600, 3), i * 30, np.uint8)
                                           for i in range(5)]),

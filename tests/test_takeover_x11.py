@@ -22,6 +22,7 @@ from deskpilot.agent.takeover import TakeoverWatch
 from deskpilot.grounding.capture import FakeScreen
 from deskpilot.models.runtime import Reply, Request
 from deskpilot.models.scripted import ScriptedRuntime
+from tests.helpers.fakes import JOINT_SETTINGS
 
 pytestmark = [pytest.mark.display,
               pytest.mark.skipif(shutil.which("xdotool") is None, reason="needs xdotool")]
@@ -56,7 +57,7 @@ def _run(display: str, tmp_path: Path, replies: list[str], at: int | None):
         runtime = Person(replies, display, at)
         result = run_agent("click around", runtime=runtime, device=PyAutoGuiDevice(),
                            screen=FakeScreen(frames), record=RunDir(tmp_path),
-                           clock=SystemClock(), takeover=watch)
+                           clock=SystemClock(), takeover=watch, settings=JOINT_SETTINGS)
     return result, runtime
 
 
@@ -117,7 +118,7 @@ def test_under_supervision_the_persons_mouse_pauses_the_agent_until_handed_back(
         agent = threading.Thread(target=lambda: results.append(run_agent(
             "click around", runtime=runtime, device=PyAutoGuiDevice(),
             screen=FakeScreen(frames), record=RunDir(tmp_path), clock=SystemClock(),
-            takeover=watch, supervisor=controls)))
+            takeover=watch, supervisor=controls, settings=JOINT_SETTINGS)))
         agent.start()
         deadline = time.monotonic() + 10
         while not (controls.state() or "").startswith("you have control"):

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from deskpilot.actions.executor import RecordingDevice
 from deskpilot.agent.settings import ModelSettings
+from deskpilot.agent.tasks.act import parking_spot
 from deskpilot.agent.tasks.cache import CacheMode
 from deskpilot.agent.tasks.file import load_task
 from deskpilot.agent.tasks.kit import ModelAccess
@@ -18,6 +19,7 @@ from deskpilot.agent.tasks.results import Source, TaskStatus
 from deskpilot.agent.tasks.run import Services, run_task
 from deskpilot.grounding.capture import FakeScreen
 from deskpilot.grounding.ocr import FakeReader, TextBox, TextLine
+from deskpilot.models.grounder import GroundingPrompt
 from deskpilot.models.runtime import Mode, Reply
 from deskpilot.models.scripted import ScriptedRuntime
 from tests.helpers.fakes import FakeClock
@@ -65,12 +67,14 @@ def services(tmp_path: Path, screen: np.ndarray, reader: FakeReader, *,
         screen=FakeScreen(screen), device=device or RecordingDevice(), reader=reader,
         cache_mode=mode, cache_dir=tmp_path / "cache",
         model=ModelAccess(None if runtime is None else (lambda: runtime),
-                          ModelSettings(max_patches=256)),
+                          ModelSettings(max_patches=256, grounding=GroundingPrompt.JOINT)),
         clock=FakeClock(), display=":none", runs_root=tmp_path / "runs")
 
 
 def moves(device: RecordingDevice) -> list[tuple[int, int]]:
-    return [(c[1], c[2]) for c in device.calls if c[0] == "move"]
+    """The pointer moves that aimed at something (not those parking it while grounding)."""
+    return [(c[1], c[2]) for c in device.calls
+            if c[0] == "move" and (c[1], c[2]) != parking_spot(W, H)]
 
 
 SAVE = {"Save": (100, 100), "Load": (300, 100), "Quit": (500, 100)}
@@ -116,8 +120,9 @@ def test_stale_cache_in_read_only_mode_refuses_and_never_clicks(tmp_path: Path) 
     result = run_task(load_task(path), svc)
     assert result.status is TaskStatus.FAILED
     assert "refusing to click" in result.steps[0].message
-    assert svc.device.calls == [] or all(  # type: ignore[attr-defined]
-        c[0] in {"button_up", "key_up"} for c in svc.device.calls)  # type: ignore[attr-defined]
+    assert moves(svc.device) == []  # type: ignore[arg-type]
+    assert all(c[0] in {"button_up", "key_up", "move"}  # the move parks the pointer only
+               for c in svc.device.calls)  # type: ignore[attr-defined]
     assert liar.calls == []
 
 
@@ -245,12 +250,13 @@ def test_missing_setup_program_is_an_error_not_a_failure(tmp_path: Path) -> None
     assert "no-such-program-deskpilot is not installed" in result.message
 
 
-def test_the_task_timeout_ends_the_task_between_steps(tmp_path: Path) -> None:
+def test_the_task_timeout_ends_the_task_inside_the_step_that_reaches_it(tmp_path: Path) -> None:
     body = "budget: {timeout_s: 2}\nsteps:\n  - wait: 1.5\n  - wait: 1.5\n  - wait: 1.5\n"
-    result = run_task(load_task(task_file(tmp_path, body)),
-                      services(tmp_path, draw(SAVE), FakeReader([])))
+    svc = services(tmp_path, draw(SAVE), FakeReader([]))
+    result = run_task(load_task(task_file(tmp_path, body)), svc)
     assert result.status is TaskStatus.FAILED
-    assert len(result.steps) == 2 and "timed out after 2s before step 3" in result.message
+    assert len(result.steps) == 2 and "waited 0.5s of 1.5s" in result.message
+    assert svc.clock.now() <= 2.0  # type: ignore[attr-defined]
 
 
 def test_expect_file_resolves_relative_paths_against_the_task_file(tmp_path: Path) -> None:
@@ -347,3 +353,75 @@ def test_clicking_delete_needs_approval_and_scope_refuses_outside(tmp_path: Path
     assert [s.passed for s in result.steps] == [True, False]
     assert "refused (out_of_region)" in result.steps[1].message
     assert len(moves(svc.device)) == 1  # type: ignore[arg-type]
+
+
+def test_a_target_that_is_not_found_keeps_its_screenshot_and_the_closest_texts(
+        tmp_path: Path) -> None:
+    path = task_file(tmp_path, "steps:\n  - click: Savings account\n")
+    svc = services(tmp_path, draw(SAVE), FakeReader(lines(SAVE)), mode=CacheMode.OFF)
+    result = run_task(load_task(path), svc)
+    step = result.steps[0]
+    assert not step.passed and step.box is None and step.point is None
+    assert result.run_dir is not None and step.screenshot is not None
+    assert (result.run_dir / step.screenshot).is_file()
+    # The closest texts come with their boxes, so the report can outline them.
+    assert step.candidates[0].text == "Save"
+    assert step.candidates[0].box == lines(SAVE)[0].box
+    assert svc.device.calls == [] or all(  # type: ignore[attr-defined]
+        c[0] in {"button_up", "key_up"} for c in svc.device.calls)  # type: ignore[attr-defined]
+    line = json.loads((result.run_dir / "steps.jsonl").read_text().splitlines()[0])
+    assert line["candidates"][0] == {"text": "Save", "box": list(lines(SAVE)[0].box)}
+
+
+def test_every_failed_step_has_a_screenshot(tmp_path: Path) -> None:
+    body = "steps:\n  - expect_file: {path: missing.txt}\n"
+    result = run_task(load_task(task_file(tmp_path, body)),
+                      services(tmp_path, draw(SAVE), FakeReader([])))
+    step = result.steps[0]
+    assert not step.passed and step.screenshot is not None
+    assert result.run_dir is not None and (result.run_dir / step.screenshot).is_file()
+
+
+def test_labels_show_values_but_not_secrets_and_counts_read_well(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DESKPILOT_TEST_PW", "hunter2-secret")
+    body = ("variables:\n  line: Hello there\n  one: x\n  pw: ${env:DESKPILOT_TEST_PW}\n"
+            "steps:\n  - type: '${line}'\n  - type: '${one}'\n  - type: '${pw}'\n")
+    result = run_task(load_task(task_file(tmp_path, body)),
+                      services(tmp_path, draw(SAVE), FakeReader([])))
+    assert result.status is TaskStatus.PASSED, result.message
+    labels = [s.label for s in result.steps]
+    assert labels == ["type: {text: 'Hello there'}", "type: {text: 'x'}",
+                      "type: {text: '[secret]'}"]
+    assert [s.message for s in result.steps] == [
+        "typed 11 characters", "typed 1 character",
+        "typed 14 characters; the secret does not show on the screen"]
+
+
+def test_a_passing_expect_not_lists_no_candidates(tmp_path: Path) -> None:
+    body = "steps:\n  - expect_not: {text: Error}\n  - expect: {text: Zebra, timeout_s: 0.1}\n"
+    result = run_task(load_task(task_file(tmp_path, body)),
+                      services(tmp_path, draw(SAVE), FakeReader(lines(SAVE))))
+    gone, missing = result.steps
+    assert gone.passed and gone.candidates == ()
+    assert not missing.passed and missing.candidates  # a wanted text: the closest ones explain
+
+
+def test_a_failed_comparison_keeps_a_copy_of_its_baseline(tmp_path: Path) -> None:
+    body = "steps:\n  - screenshot: {name: home, compare: true}\n"
+    path = task_file(tmp_path, body)
+    run_task(load_task(path), services(tmp_path, draw(SAVE), FakeReader([])))
+    changed = run_task(load_task(path), services(tmp_path, draw({**SAVE, "Quit": (520, 100)}),
+                                                 FakeReader([])))
+    step = changed.steps[0]
+    assert changed.run_dir is not None and step.baseline is not None
+    kept = np.asarray(Image.open(changed.run_dir / step.baseline).convert("RGB"))
+    assert (kept == draw(SAVE)).all()
+
+
+def test_a_comparison_without_a_change_outlines_the_region_it_compared(tmp_path: Path) -> None:
+    body = "steps:\n  - screenshot: {name: home, compare: true, region: [50, 60, 450, 200]}\n"
+    path = task_file(tmp_path, body)
+    run_task(load_task(path), services(tmp_path, draw(SAVE), FakeReader([])))
+    same = run_task(load_task(path), services(tmp_path, draw(SAVE), FakeReader([])))
+    assert same.status is TaskStatus.PASSED and same.steps[0].box == (50, 60, 450, 200)

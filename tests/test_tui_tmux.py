@@ -3,6 +3,7 @@ acting on xcalc on a private Xvfb display. The pane is read back as a person wou
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ from deskpilot.grounding.xvfb import display_env, launched
 pytestmark = [pytest.mark.display, pytest.mark.llama,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
 
-WIDTH, HEIGHT = 140, 42
+SIZES = [(140, 42), (80, 24)]  # a roomy terminal, and the smallest usual one
 
 
 def tmux(*args: str) -> str:
@@ -26,8 +27,15 @@ def tmux(*args: str) -> str:
                           capture_output=True, timeout=20).stdout
 
 
+@pytest.fixture(params=SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def size(request: pytest.FixtureRequest) -> tuple[int, int]:
+    """The terminal's columns and rows."""
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest.fixture
-def session(display: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def session(display: str, tmp_path: Path, size: tuple[int, int]
+            ) -> Iterator[tuple[str, Path]]:
     """A tmux session running the interface; it is killed at the end, whatever happened."""
     exit_file = tmp_path / "exit"
     command = " ".join([
@@ -40,7 +48,7 @@ def session(display: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
         "--runs-dir", shlex.quote(str(tmp_path / "runs")),
         ";", "echo", "$?", ">", shlex.quote(str(exit_file)), ";", "sleep", "60"])
     with launched(["xcalc", "-geometry", "+10+10"], display, window="Calculator"):
-        tmux("new-session", "-d", "-s", "dp", "-x", str(WIDTH), "-y", str(HEIGHT),
+        tmux("new-session", "-d", "-s", "dp", "-x", str(size[0]), "-y", str(size[1]),
              "-c", str(Path(__file__).parent.parent), command)
         try:
             yield "dp", exit_file
@@ -64,16 +72,20 @@ def wait_for(text: str, timeout_s: float) -> str:
         time.sleep(0.5)
 
 
-def test_a_person_watches_a_run_to_its_end_and_quits(session: tuple[str, Path]) -> None:
+def test_a_person_watches_a_run_to_its_end_and_quits(session: tuple[str, Path],
+                                                      size: tuple[int, int]) -> None:
     _, exit_file = session
     shown = wait_for(" ended · ", timeout_s=180)  # the run ended; the interface stays
     lines = shown.splitlines()
     assert "press 7 on the calculator" in lines[0]
     assert "model deskpilot-tiny-phi4rv.gguf · mode direct · step" in lines[1]
     assert "kill switch Ctrl+Alt+K (works anywhere)" in shown
-    assert "space Pause/resume" in lines[-1] and "q Quit" in lines[-1]
-    assert "#    action" in shown  # the step table's header, with at least one step below
-    assert len(lines) == HEIGHT  # nothing printed past the interface scrolled the screen
+    # The keys that stop and quit are on the key bar at any size; the rest where it fits.
+    assert lines[-1].lstrip().startswith("x Stop  q Quit"), lines[-1]
+    assert ("space Pause/resume" in lines[-1]) or size[0] < 80
+    # The step table's header, most important columns first, with at least one step below.
+    assert re.search(r"#\s+outcome\s+time\s+action", shown), shown
+    assert len(lines) == size[1]  # nothing printed past the interface scrolled the screen
     for noise in ("llama_", "ggml_", "clip_", "mtmd", "Traceback"):
         assert noise not in shown, f"{noise} leaked onto the interface:\n{shown}"
     tmux("send-keys", "-t", "dp", "q")

@@ -31,6 +31,7 @@ from deskpilot.grounding.zoom import (
     wants_zoom,
     zoom_region,
 )
+from deskpilot.models.grounder import GroundingPrompt
 from deskpilot.models.runtime import Mode, Reply
 from deskpilot.models.scripted import ScriptedRuntime
 from tests.test_loop import FakeClock
@@ -284,7 +285,8 @@ def _run(tmp_path: Path, replies: list[str | Reply], *, zoom: bool = True,
     result = run_agent("press OK", runtime=runtime,
                        screen=screen or FakeScreen(np.zeros((1080, 1920, 3), np.uint8)),
                        device=device, record=RunDir(tmp_path), clock=FakeClock(),
-                       settings=ModelSettings(max_patches=1024, zoom=zoom, zoom_patches=1024))
+                       settings=ModelSettings(max_patches=1024, zoom=zoom, zoom_patches=1024,
+                                              grounding=GroundingPrompt.JOINT))
     return result, runtime, device
 
 

@@ -73,16 +73,21 @@ class SupervisorApp(App[RunResult | None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "deskpilot"
+    # The key bar shows these in order and cuts off what does not fit: the keys that stop and
+    # quit come first, so they show even at 80 columns.
     BINDINGS = [  # noqa: RUF012 - Textual reads this class attribute
+        Binding("x", "stop", "Stop"),
+        Binding("q", "quit_app", "Quit"),
         Binding("space", "toggle_pause", "Pause/resume"),
         Binding("s", "toggle_step_once", "Step-once"),
-        Binding("n", "next_action", "Next action"),
+        Binding("n", "next_action", "Next"),
         Binding("a", "toggle_approve_each", "Approve each"),
         Binding("h", "hint", "Hint"),
-        Binding("x", "stop", "Stop"),
+        Binding("z", "toggle_zoom", "Zoom", show=False),
         Binding("ctrl+c", "stop", "Stop", show=False, priority=True),
-        Binding("q", "quit_app", "Quit"),
     ]
+    ENABLE_COMMAND_PALETTE = False  # nothing to find there; its key would take key-bar room
+    NARROW = 110  # below this many columns the live view gives the step log half the width
 
     def __init__(self, info: RunInfo, job: Job, *, controls: Controls | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -108,12 +113,14 @@ class SupervisorApp(App[RunResult | None]):
         # The widgets are kept: a modal on top must not hide them from the message handlers.
         self._header = Static(id="header")
         self._view = ScreenView(id="screen")
-        self._table: DataTable[str] = DataTable(id="steps", cursor_type="row", zebra_stripes=True)
+        self._table: DataTable[str | Text] = DataTable(id="steps", cursor_type="row",
+                                                       zebra_stripes=True)
         self._live = Static("", id="live")
         self._pane = VerticalScroll(self._live, id="text")
         self._hint = Input(placeholder="hint for the agent's next step (Enter sends, Esc "
                                        "cancels)", id="hint", max_length=500)
         self._status = Static(id="status")
+        self._columns: tuple[tuple[str, int], ...] = ()
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -127,16 +134,14 @@ class SupervisorApp(App[RunResult | None]):
                 yield self._pane
         yield self._hint
         yield self._status
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         """Fill the header, set up the table, start the agent."""
-        table = self._table
-        # Fixed widths: the table does not jump about as rows arrive.
-        for label, width in (("#", 3), ("action", 7), ("target", 16), ("at", 9),
-                             ("source", 6), ("outcome", 22), ("model", 6), ("act", 6)):
-            table.add_column(label, key=label, width=width)
+        self.set_class(self.size.width < self.NARROW, "-narrow")
         self._table.focus()
+        self._fit_table(0)
+        self.call_after_refresh(self._refit_table)
         self._show_header()
         self._show_status(self.controls.state())
         self.set_interval(1.0, self._show_header)
@@ -199,7 +204,7 @@ class SupervisorApp(App[RunResult | None]):
         self.steps.append(step)
         self._view.mark(self._marks(step.action, step.points))
         table = self._table
-        table.add_row(*self._row(step), key=str(step.index))
+        table.add_row(*step_row(step, self._columns), key=str(step.index))
         table.move_cursor(row=table.row_count - 1)
         self._fold_text(step)
         self._show_header()
@@ -208,7 +213,8 @@ class SupervisorApp(App[RunResult | None]):
     def _state(self, message: StateChanged) -> None:
         if self._gone():
             return
-        self._show_status(message.state)
+        # A switch flipped after the run ended (s, a) changes no run: it stays "ended".
+        self._show_status("ended" if self._ended_at is not None else message.state)
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
@@ -248,6 +254,9 @@ class SupervisorApp(App[RunResult | None]):
 
     def action_toggle_step_once(self) -> None:
         """Each action waits for n."""
+        if self._ended_at is not None:
+            self.notify("the run has ended")
+            return
         self.controls.set_step_once(not self.controls.step_once)
         on = self.controls.step_once
         self.notify(f"step-once {'on: press n for each action' if on else 'off'}")
@@ -258,6 +267,9 @@ class SupervisorApp(App[RunResult | None]):
 
     def action_toggle_approve_each(self) -> None:
         """Every action asks first."""
+        if self._ended_at is not None:
+            self.notify("the run has ended")
+            return
         self.controls.set_approve_each(not self.controls.approve_each)
         self.notify(f"approve each action: {'on' if self.controls.approve_each else 'off'}")
 
@@ -335,17 +347,33 @@ class SupervisorApp(App[RunResult | None]):
         return Marks(boxes=tuple(boxes),  # type: ignore[arg-type]
                      points=tuple(((x - left) / width, (y - top) / height) for x, y in points))
 
-    @staticmethod
-    def _row(step: StepRecord) -> tuple[str, ...]:
-        action = step.action or {}
-        source = ("model+zoom" if step.zoom_image_tokens else "model") if action else "—"
-        at = " → ".join(f"{x},{y}" for x, y in step.points)
-        outcome = step.outcome.value if step.outcome is Outcome.EXECUTED else (
-            f"{step.outcome.value}: {step.error}" if step.error else step.outcome.value)
-        return (str(step.index), str(action.get("action", "?")),
-                printable(str(action.get("target", action.get("text", ""))))[:40], at, source,
-                printable(outcome)[:60], f"{step.timings.model:.1f}s",
-                f"{step.timings.act * 1e3:.0f}ms")
+    def on_resize(self) -> None:
+        """Narrow terminals get a narrower live view; the step log shows what fits."""
+        self.set_class(self.size.width < self.NARROW, "-narrow")
+        self.call_after_refresh(self._refit_table)
+
+    def _refit_table(self) -> None:
+        self._fit_table(self._table.size.width - 2)  # room for a scroll bar
+
+    def _fit_table(self, width: int) -> None:
+        """Show the columns that fit in ``width`` cells, most important first."""
+        columns = fit_columns(width)
+        if columns == self._columns:
+            return
+        self._columns = columns
+        table = self._table
+        table.clear(columns=True)
+        for name, cells in columns:
+            table.add_column(name, key=name, width=cells)
+        for step in self.steps:
+            table.add_row(*step_row(step, columns), key=str(step.index))
+        if self.steps:
+            table.move_cursor(row=table.row_count - 1)
+
+    def action_toggle_zoom(self) -> None:
+        """Zoom the live view on the target when it needs it, or always show the whole screen."""
+        self._view.zoom = not self._view.zoom
+        self.notify(f"live view: {'zooms on the target' if self._view.zoom else 'whole screen'}")
 
     def _fold_text(self, step: StepRecord) -> None:
         pane = self._pane
@@ -356,6 +384,8 @@ class SupervisorApp(App[RunResult | None]):
                                          f"({len(step.reasoning)} chars)"), before=live)
         answer = Text(f"step {step.index} → ", style="bold")
         answer.append(printable(step.answer) or "(no answer)")
+        for line in step.grounding_lines():  # the grounding call's answer under the plan
+            answer.append("\n  " + printable(line), style="italic")
         pane.mount(Static(answer, classes="answer"), before=live)
         self._live_text.clear()
         live.update("")
@@ -363,6 +393,68 @@ class SupervisorApp(App[RunResult | None]):
         for widget in old[:-2 * KEPT_TEXT_STEPS]:
             widget.remove()
         pane.scroll_end(animate=False)
+
+
+# The step log's columns, most important first, with their widths in cells; each one takes
+# two more for padding. A narrow table keeps the first ones that fit.
+COLUMNS: tuple[tuple[str, int], ...] = (
+    ("#", 3), ("outcome", 11), ("time", 5), ("action", 8), ("target", 14), ("at", 9),
+    ("source", 6), ("model", 6), ("act", 6))
+WIDE_OUTCOME = 24  # when every column fits, the outcome gets room for the reason
+
+
+def fit_columns(width: int) -> tuple[tuple[str, int], ...]:
+    """The columns of :data:`COLUMNS` that fit in ``width`` cells (at least the first two)."""
+    chosen: list[tuple[str, int]] = []
+    used = 0
+    for name, cells in COLUMNS:
+        if used + cells + 2 > width and len(chosen) >= 2:
+            break
+        chosen.append((name, cells))
+        used += cells + 2
+    if len(chosen) == len(COLUMNS):
+        spare = min(width - used, WIDE_OUTCOME - dict(COLUMNS)["outcome"])
+        chosen[1] = ("outcome", chosen[1][1] + max(0, spare))
+    return tuple(chosen)
+
+
+_VERDICTS = {  # outcome -> mark and colour of the outcome cell
+    Outcome.EXECUTED: ("✓", "green"), Outcome.DRY_RUN: ("○", "cyan"),
+    Outcome.REJECTED: ("✗", "red"), Outcome.DENIED: ("✗", "red"),
+    Outcome.TAKEN_OVER: ("‖", "yellow"), Outcome.TERMINAL: ("■", "blue")}
+
+
+def outcome_text(step: StepRecord) -> Text:
+    """The outcome as a mark, a word and the reason, coloured so it reads at a glance."""
+    mark, colour = _VERDICTS[step.outcome]
+    action = str((step.action or {}).get("action", ""))
+    word = {Outcome.EXECUTED: "done", Outcome.DRY_RUN: "dry run",
+            Outcome.TAKEN_OVER: "taken over"}.get(step.outcome, step.outcome.value)
+    if step.outcome is Outcome.TERMINAL:
+        mark, colour = {"done": ("✓", "green"), "fail": ("✗", "red")}.get(action, ("?", "yellow"))
+        word = action or word
+    text = Text(f"{mark} {word}", style=f"bold {colour}")
+    if step.error:
+        text.append(f": {printable(step.error)[:60]}", style=colour)
+    return text
+
+
+def step_row(step: StepRecord, columns: tuple[tuple[str, int], ...]) -> tuple[str | Text, ...]:
+    """One row of the step log: the cells of ``columns``, in their order."""
+    action = step.action or {}
+    cells: dict[str, str | Text] = {
+        "#": str(step.index),
+        "outcome": outcome_text(step),
+        "time": f"{step.timings.total:.1f}s",
+        "action": str(action.get("action", "?")),
+        "target": printable(str(action.get("target", action.get("text", ""))))[:40],
+        "at": " → ".join(f"{x},{y}" for x, y in step.points),
+        "source": ("model" + ("+ground" if step.grounding else "")
+                   + ("+zoom" if step.zoom_image_tokens else "")) if action else "—",
+        "model": f"{step.timings.model:.1f}s",
+        "act": f"{step.timings.act * 1e3:.0f}ms",
+    }
+    return tuple(cells[name] for name, _ in columns)
 
 
 def live_text(raw: str) -> Text:

@@ -3,6 +3,10 @@
 Each character cell shows two pixels stacked: the upper half block takes the top pixel as its
 colour and the bottom pixel as its background. Cells are about twice as tall as wide, so the
 picture keeps its aspect ratio without any correction.
+
+A 1080p screen in a 40-column view puts some 50 screen pixels in each cell: the target is a
+blob. When a target is marked and the whole screen would be that coarse, the view zooms on the
+target instead, with a caption saying so; ``zoom = False`` always shows the whole screen.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from textual.geometry import Size
 from textual.strip import Strip
 from textual.widget import Widget
 
+ZOOM_ABOVE = 8.0   # screen pixels per cell beyond which the whole screen is a blob
+ZOOM_PIXELS = 3.0  # screen pixels per cell when zoomed, at least...
+ZOOM_CONTEXT = 3.0  # ...and enough to show this many times the target's size
 BOX_COLOUR = (255, 214, 0)
 CLICK_COLOUR = (255, 40, 40)
 _UPPER_HALF = "▀"
@@ -39,6 +46,42 @@ def fit(image_w: int, image_h: int, cells_w: int, cells_h: int) -> tuple[int, in
     width = max(1, round(image_w * scale))
     height = max(2, round(image_h * scale / 2) * 2)
     return min(width, cells_w), min(height, 2 * cells_h)
+
+
+Fractions = tuple[float, float, float, float]
+
+
+def zoom_region(image_w: int, image_h: int, cells_w: int, cells_h: int,
+                marks: Marks) -> Fractions | None:
+    """The part of the picture to show (fractions of it) when the whole would be a blob, or
+    None: around the marks, :data:`ZOOM_PIXELS` screen pixels a cell, or enough to show
+    :data:`ZOOM_CONTEXT` times their size, shaped like the cells, inside the picture."""
+    if not (marks.boxes or marks.points) or min(image_w, image_h, cells_w, cells_h) <= 0:
+        return None
+    if max(image_w / cells_w, image_h / (2 * cells_h)) <= ZOOM_ABOVE:
+        return None
+    xs = [x for b in marks.boxes for x in (b[0], b[2])] + [p[0] for p in marks.points]
+    ys = [y for b in marks.boxes for y in (b[1], b[3])] + [p[1] for p in marks.points]
+    span_w, span_h = (max(xs) - min(xs)) * image_w, (max(ys) - min(ys)) * image_h
+    per_cell = max(ZOOM_PIXELS, ZOOM_CONTEXT * span_w / cells_w,
+                   ZOOM_CONTEXT * span_h / (2 * cells_h))
+    width, height = min(image_w, cells_w * per_cell), min(image_h, 2 * cells_h * per_cell)
+    if width >= image_w and height >= image_h:
+        return None
+    cx, cy = (min(xs) + max(xs)) / 2 * image_w, (min(ys) + max(ys)) / 2 * image_h
+    left = min(max(0.0, cx - width / 2), image_w - width)
+    top = min(max(0.0, cy - height / 2), image_h - height)
+    return (left / image_w, top / image_h, (left + width) / image_w, (top + height) / image_h)
+
+
+def within(marks: Marks, region: Fractions) -> Marks:
+    """``marks`` in fractions of ``region`` (itself in fractions of the picture)."""
+    x1, y1, x2, y2 = region
+    w, h = x2 - x1, y2 - y1
+    return Marks(
+        boxes=tuple(((a - x1) / w, (b - y1) / h, (c - x1) / w, (d - y1) / h)
+                    for a, b, c, d in marks.boxes),
+        points=tuple(((x - x1) / w, (y - y1) / h) for x, y in marks.points))
 
 
 def draw_marks(small: np.ndarray, marks: Marks) -> np.ndarray:
@@ -76,7 +119,8 @@ def half_block_rows(rgb: np.ndarray) -> list[list[Segment]]:
 
 
 class ScreenView(Widget):
-    """Shows one RGB picture scaled to the widget, centred, with :class:`Marks` over it."""
+    """Shows one RGB picture scaled to the widget, centred, with :class:`Marks` over it;
+    zoomed on the marks when the whole picture would be too coarse to read."""
 
     DEFAULT_CSS = """
     ScreenView { width: 1fr; height: 1fr; }
@@ -90,6 +134,9 @@ class ScreenView(Widget):
         self._rendered_for: tuple[int, int] | None = None
         self._left = 0
         self._top = 0
+        self._caption = ""
+        self._zoom = True
+        self.zoomed: Fractions | None = None  # the region shown, when zoomed
 
     def show(self, rgb: np.ndarray, marks: Marks | None = None) -> None:
         """Show a new picture (marks cleared unless given)."""
@@ -109,19 +156,49 @@ class ScreenView(Widget):
         """What is drawn over the picture now."""
         return self._marks
 
+    @property
+    def zoom(self) -> bool:
+        """Whether the view may zoom on the marks (it does only when it needs to)."""
+        return self._zoom
+
+    @zoom.setter
+    def zoom(self, on: bool) -> None:
+        self._zoom = on
+        self._rendered_for = None
+        self.refresh()
+
     def _render_rows(self, size: Size) -> None:
         self._rendered_for = (size.width, size.height)
-        self._rows = []
+        self._rows, self._caption, self.zoomed = [], "", None
         if self._rgb is None:
             return
-        image_h, image_w = self._rgb.shape[:2]
-        width, height = fit(image_w, image_h, size.width, size.height)
+        rgb, marks = self._rgb, self._marks
+        image_h, image_w = rgb.shape[:2]
+        cells_h = size.height
+        region = (zoom_region(image_w, image_h, size.width, cells_h - 1, marks)
+                  if self._zoom else None)
+        if region is not None:
+            x1, y1, x2, y2 = region
+            rgb = rgb[round(y1 * image_h):round(y2 * image_h),
+                      round(x1 * image_w):round(x2 * image_w)]
+            marks = within(marks, region)
+            cells_h -= 1  # the caption's row
+            whole = fit(image_w, image_h, size.width, cells_h)[0] / image_w
+            factor = fit(rgb.shape[1], rgb.shape[0], size.width, cells_h)[0] / rgb.shape[1]
+            zoom = f"zoom {factor / max(whole, 1e-9):.0f}x"
+            self._caption = next(
+                (c for c in (f"{zoom} on the target · screen {image_w}x{image_h} · z: whole "
+                             "screen", f"{zoom} on the target · z: whole screen",
+                             f"{zoom} · z: whole screen") if len(c) <= size.width),
+                zoom)
+            self.zoomed = region
+        width, height = fit(rgb.shape[1], rgb.shape[0], size.width, cells_h)
         if width == 0:
             return
-        small = cv2.resize(self._rgb, (width, height), interpolation=cv2.INTER_AREA)
-        self._rows = half_block_rows(draw_marks(small, self._marks))
+        small = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+        self._rows = half_block_rows(draw_marks(small, marks))
         self._left = (size.width - width) // 2
-        self._top = (size.height - height // 2) // 2
+        self._top = (cells_h - height // 2) // 2 + (1 if self._caption else 0)
 
     def render_line(self, y: int) -> Strip:
         """One terminal row of the picture (blank outside it)."""
@@ -133,7 +210,13 @@ class ScreenView(Widget):
             text = "waiting for the first screenshot…"
             pad = max(0, (size.width - len(text)) // 2)
             return Strip([Segment(" " * pad + text)]).extend_cell_length(size.width)
+        if y == 0 and self._caption:
+            caption = self._caption[:size.width]
+            return Strip([Segment(caption, _CAPTION)]).extend_cell_length(size.width)
         if not 0 <= row < len(self._rows):
             return Strip.blank(size.width)
         strip = Strip([Segment(" " * self._left), *self._rows[row]])
         return strip.extend_cell_length(size.width)
+
+
+_CAPTION = Style(color="black", bgcolor=Color.from_rgb(*BOX_COLOUR), bold=True)

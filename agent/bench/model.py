@@ -10,6 +10,11 @@ prefill of the prompt and the screenshot, and decoding. Three shapes:
 * ``real``: the real 15B dimensions (:meth:`TinyShape.phi4rv_15b`), ~16.2 GB at Q8_0; only
   sensible with GPU offload.
 
+Then the same N direct-mode steps run in two layouts (``layouts``): native, a planner call
+with the image first and a grounding call per pointer target (which, in-process, keeps the
+planner's evaluated image), and joint, one call with the image last; each reports the tokens
+evaluated per step over all its calls, and the image tokens the grounding calls evaluated again.
+
 Each mode runs N steps of :func:`agent.loop.run_agent` on a rendered 1920x1080 desktop (a fake
 screen that changes a little every step), dry run, with the terminal actions left out so every
 run takes all N steps. Decode speed is compared with its ceiling: memory bandwidth divided by the
@@ -40,11 +45,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from deskpilot.agent.loop import run_agent
-from deskpilot.agent.records import Outcome, Status, StepRecord
+from deskpilot.agent.records import Outcome, RunResult, Status, StepRecord
 from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.settings import Budget, ModelSettings
 from deskpilot.grounding.capture import FakeScreen
 from deskpilot.grounding.geometry import ScreenGeometry
+from deskpilot.models.grounder import BOX_GRAMMAR, GroundingPrompt
 from deskpilot.models.runtime import Mode, Reply, Request, Runtime, RuntimeFailure
 from deskpilot.models.tiny import (
     MMPROJ_FILENAME,
@@ -298,6 +304,7 @@ class _Recorder:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         self.replies: list[Reply] = []
+        self.grounding: list[bool] = []  # per reply: was it a native grounding call
 
     @property
     def name(self) -> str:
@@ -308,6 +315,7 @@ class _Recorder:
         """Answer through the wrapped runtime and keep the reply."""
         reply = self._runtime.complete(request)
         self.replies.append(reply)
+        self.grounding.append(request.grammar == BOX_GRAMMAR)
         return reply
 
     def close(self) -> None:
@@ -316,7 +324,23 @@ class _Recorder:
 
 def _run_mode(runtime: Runtime, mode: Mode, *, steps: int, max_patches: int,
               reasoning_tokens: int, desktop: _Desktop, root: Path) -> dict[str, Any]:
-    """N steps of the real loop in ``mode``; their figures."""
+    """N steps of the real loop in ``mode`` (one joint call a step); their figures."""
+    result, recorder = _run_loop(runtime, mode, GroundingPrompt.JOINT, steps=steps,
+                                 max_patches=max_patches, reasoning_tokens=reasoning_tokens,
+                                 desktop=desktop, root=root)
+    if len(recorder.replies) != steps:
+        raise BenchError(f"the {mode.value} run made {len(recorder.replies)} calls in {steps} "
+                         "steps")
+    return _mode_figures(result.steps, recorder.replies)
+
+
+_RUNS = itertools.count(1)  # the run directories of one bench, numbered
+
+
+def _run_loop(runtime: Runtime, mode: Mode, grounding: GroundingPrompt, *, steps: int,
+              max_patches: int, reasoning_tokens: int, desktop: _Desktop,
+              root: Path) -> tuple[RunResult, _Recorder]:
+    """N steps of the real loop; the result and every call's reply."""
     recorder = _Recorder(runtime)
     w, h = desktop.size
     screen = FakeScreen(desktop.frame, ScreenGeometry(0, 0, w, h))
@@ -328,15 +352,70 @@ def _run_mode(runtime: Runtime, mode: Mode, *, steps: int, max_patches: int,
 
     result = run_agent(
         BENCH_TASK, runtime=recorder, screen=screen, device=None,
-        record=RunDir(root, name=mode.value),
+        record=RunDir(root, name=f"{mode.value}-{grounding.value}-{next(_RUNS)}"),
         budget=Budget(max_steps=steps, max_seconds=math.inf, max_consecutive_errors=steps + 1),
         settings=ModelSettings(mode=mode, max_patches=max_patches, allowed=BENCH_ACTIONS,
-                               temperature=TEMPERATURE, max_reasoning_tokens=reasoning_tokens),
+                               temperature=TEMPERATURE, max_reasoning_tokens=reasoning_tokens,
+                               grounding=grounding),
         on_step=progress)
-    if result.status is not Status.MAX_STEPS or len(recorder.replies) != steps:
+    if result.status is not Status.MAX_STEPS:
         raise BenchError(f"the {mode.value} run ended after {len(result.steps)} of {steps} "
                          f"steps: {result.status.value}: {result.message}")
-    return _mode_figures(result.steps, recorder.replies)
+    return result, recorder
+
+
+def _layout_figures(recorder: _Recorder, steps: Sequence[StepRecord]) -> dict[str, Any]:
+    """Tokens evaluated per step (every call of the step together), and the grounding calls'
+    image reuse: what the planner + grounder layout costs against the joint call."""
+    per_step: list[dict[str, int]] = []
+    grounding_image_tokens = grounding_image_evaluated = 0
+    for reply, grounds in zip(recorder.replies, recorder.grounding, strict=True):
+        evaluated = reply.prompt_tokens - reply.reused_tokens
+        image_evaluated = reply.image_tokens - reply.reused_image_tokens
+        if not grounds:
+            per_step.append({"evaluated": 0, "image_evaluated": 0, "text_evaluated": 0,
+                             "grounding_calls": 0})
+        else:
+            grounding_image_tokens += reply.image_tokens
+            grounding_image_evaluated += image_evaluated
+        step = per_step[-1]
+        step["evaluated"] += evaluated
+        step["image_evaluated"] += image_evaluated
+        step["text_evaluated"] += evaluated - image_evaluated
+        step["grounding_calls"] += grounds
+    with_ground = [s["evaluated"] for s in per_step if s["grounding_calls"]]
+    return {
+        "steps": len(per_step),
+        "calls": len(recorder.replies),
+        "grounding_calls": sum(recorder.grounding),
+        "evaluated_tokens_per_step": [s["evaluated"] for s in per_step],
+        "evaluated_tokens_median": _median([s["evaluated"] for s in per_step], 0),
+        "evaluated_tokens_total": sum(s["evaluated"] for s in per_step),
+        "evaluated_text_tokens_median": _median([s["text_evaluated"] for s in per_step], 0),
+        "evaluated_image_tokens_median": _median([s["image_evaluated"] for s in per_step], 0),
+        "evaluated_tokens_median_steps_with_grounding": _median(with_ground, 0),
+        "grounder_image_tokens": grounding_image_tokens,
+        "grounder_image_tokens_reevaluated": grounding_image_evaluated,
+        "model_ms_median": _median([s.timings.model * 1e3 for s in steps]),
+        "step_ms_median": _median([s.timings.total * 1e3 for s in steps]),
+    }
+
+
+def _run_layouts(runtime: Runtime, layouts: Sequence[GroundingPrompt], *, steps: int,
+                 max_patches: int, desktop: _Desktop, root: Path) -> dict[str, Any]:
+    """The same N direct-mode steps as planner + grounder (native) and as one joint call."""
+    figures: dict[str, Any] = {}
+    for layout in layouts:
+        result, recorder = _run_loop(runtime, Mode.DIRECT, layout, steps=steps,
+                                     max_patches=max_patches, reasoning_tokens=1,
+                                     desktop=desktop, root=root)
+        figures[layout.value] = _layout_figures(recorder, result.steps)
+    if {"native", "joint"} <= set(figures):
+        native = figures["native"]["evaluated_tokens_median"]
+        joint = figures["joint"]["evaluated_tokens_median"]
+        figures["fewer_tokens_per_step"] = ("native" if native < joint else
+                                            "joint" if joint < native else "tie")
+    return figures
 
 
 _REUSE_FIELDS = ("reused_tokens", "reused_prompt_tokens", "cached_tokens", "prefix_tokens")
@@ -481,7 +560,8 @@ def bench_model(shape: str = "small", steps: int = 5, *, max_patches: int = 1024
                 gpu_layers: int = 0, modes: Sequence[str] = ("direct", "reasoning"),
                 reasoning_tokens: int = 64, work_dir: Path | None = None,
                 bandwidth_gbs: float | None = None,
-                weight_type: WeightType | None = None) -> dict[str, Any]:
+                weight_type: WeightType | None = None,
+                layouts: Sequence[str] = ("native", "joint")) -> dict[str, Any]:
     """Time ``steps`` agent steps per mode on a random-weight pair of ``shape``; JSON-ready.
 
     ``work_dir`` holds the cached pairs (default: the tiny-model cache). ``bandwidth_gbs``
@@ -490,6 +570,9 @@ def bench_model(shape: str = "small", steps: int = 5, *, max_patches: int = 1024
     if steps < 1 or max_patches < 1 or reasoning_tokens < 1:
         raise BenchError("steps, max_patches and reasoning_tokens must be at least 1")
     run_modes = [_mode(m) for m in modes]
+    unknown = set(layouts) - {g.value for g in GroundingPrompt}
+    if unknown:
+        raise BenchError(f"unknown layouts {sorted(unknown)}; choose native and/or joint")
     bench = bench_shape(shape, weight_type)
     machine = _machine()
     on_gpu = gpu_layers != 0 and machine["gpu_offload_supported"]
@@ -520,6 +603,9 @@ def bench_model(shape: str = "small", steps: int = 5, *, max_patches: int = 1024
             figures = {m.value: _run_mode(runtime, m, steps=steps, max_patches=max_patches,
                                           reasoning_tokens=reasoning_tokens, desktop=desktop,
                                           root=Path(tmp)) for m in run_modes}
+            layout_figures = _run_layouts(runtime, [GroundingPrompt(g) for g in layouts],
+                                          steps=steps, max_patches=max_patches,
+                                          desktop=desktop, root=Path(tmp)) if layouts else None
     finally:
         runtime.close()
     estimate = estimate_pair_bytes(bench)
@@ -543,6 +629,7 @@ def bench_model(shape: str = "small", steps: int = 5, *, max_patches: int = 1024
                      "screen": f"{SCREEN_SIZE[0]}x{SCREEN_SIZE[1]} rendered desktop"},
         "load_s": round(load_s, 2),
         "modes": figures,
+        "layouts": layout_figures,
         "bandwidth": bandwidth,
         "decode_ceiling": _decode_ceiling(text_bytes, bandwidth, bandwidth_gbs, on_gpu, figures),
         "notes": _notes(bench),
@@ -566,6 +653,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--modes", default="direct,reasoning",
                         help="comma-separated: direct, reasoning")
     parser.add_argument("--reasoning-tokens", type=int, default=64)
+    parser.add_argument("--layouts", default="native,joint",
+                        help="comma-separated, direct mode: native (planner + grounder, image "
+                             "first) and/or joint (one call, image last); '' for none")
     parser.add_argument("--work-dir", type=Path, help="where the random-weight pairs are cached")
     parser.add_argument("--bandwidth-gbs", type=float,
                         help="memory bandwidth for the decode ceiling instead of measuring it")
@@ -579,7 +669,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.shape, args.steps, max_patches=args.max_patches, gpu_layers=args.gpu_layers,
             modes=[m.strip() for m in args.modes.split(",") if m.strip()],
             reasoning_tokens=args.reasoning_tokens, work_dir=args.work_dir,
-            bandwidth_gbs=args.bandwidth_gbs, weight_type=args.weight_type)
+            bandwidth_gbs=args.bandwidth_gbs, weight_type=args.weight_type,
+            layouts=[g.strip() for g in args.layouts.split(",") if g.strip()])
     except (BenchError, RuntimeFailure) as exc:
         parser.exit(2, f"bench_model: {exc}\n")
     print(json.dumps(report, indent=2))

@@ -24,9 +24,7 @@ def _display() -> Check:
     from deskpilot.grounding.capture import CaptureError, list_monitors
 
     if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-        return Check("display", False, "DISPLAY is not set",
-                     "run inside an X session, or start Xvfb (`Xvfb :99 &`) and export "
-                     "DISPLAY=:99")
+        return Check("display", False, "DISPLAY is not set", NO_DISPLAY_FIX)
     try:
         monitors = list_monitors()
     except CaptureError as exc:
@@ -37,7 +35,16 @@ def _display() -> Check:
     return Check("display", True, f"{os.environ.get('DISPLAY', '')} monitors {shown}")
 
 
+NO_DISPLAY_FIX = ("run inside an X session (DISPLAY=:0), or start Xvfb (`Xvfb :99 &`) and "
+                  "export DISPLAY=:99; task files need neither: `deskpilot run FILE.yaml "
+                  "--headless` starts a private Xvfb")
+
+
 def _input() -> Check:
+    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        # Without a display there is nothing to send input to; XTEST is not the problem.
+        return Check("input", False, "no display to send input to (DISPLAY is not set)",
+                     NO_DISPLAY_FIX)
     try:
         import pyautogui
 

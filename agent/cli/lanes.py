@@ -34,7 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from deskpilot.actions.text import shorten
@@ -50,6 +50,11 @@ log = logging.getLogger(__name__)
 POLL_S = 0.05          # between checks for finished children
 TERM_GRACE_S = 30.0    # for a child told to stop: release input, stop programs, write result
 PARENT_CHECK_S = 1.0   # how often a child checks that its parent is still there
+# A lane's hard deadline is its task's budget (timeout_s) plus this: time to start Python, the
+# Xvfb and OCR, and to stop the programs afterwards. Past it the child is stopped (SIGTERM to
+# its process group, SIGKILL KILL_GRACE_S later) and the task reported as an error.
+LANE_MARGIN_S = 30.0
+KILL_GRACE_S = 10.0
 
 
 def lane_argv(argv: Sequence[str], index: int, result: Path) -> list[str]:
@@ -86,6 +91,8 @@ class _Lane:
     log: Path
     result: Path
     started: float
+    deadline: float = float("inf")
+    overdue_since: float | None = None  # when it was told to stop for running too long
 
 
 def run_lanes(tasks: Sequence[Task], options: RunOptions) -> int:
@@ -107,6 +114,8 @@ def run_lanes(tasks: Sequence[Task], options: RunOptions) -> int:
         while pending or running:
             while pending and len(running) < width:
                 running.append(_start(*pending.popleft(), options.argv, logs))
+            for lane in running:
+                _enforce_deadline(lane)
             for lane in [lane for lane in running if _exited(lane.proc)]:
                 done[lane.index] = _collect(lane)
                 running.remove(lane)
@@ -182,7 +191,30 @@ def _start(index: int, task: Task, argv: Sequence[str], logs: Path) -> _Lane:
     finally:
         os.close(fd)
     say(f"  start  {task.name}  ({task.path})", flush=True)
-    return _Lane(index, task, proc, log_path, result, time.monotonic())
+    now = time.monotonic()
+    return _Lane(index, task, proc, log_path, result, now,
+                 now + task.budget.timeout_s + LANE_MARGIN_S)
+
+
+def _enforce_deadline(lane: _Lane) -> None:
+    """Stop a child that ran past its hard deadline: its whole process group, then harder."""
+    now = time.monotonic()
+    if now < lane.deadline or lane.proc.returncode is not None:
+        return
+    if lane.overdue_since is None:
+        lane.overdue_since = now
+        log.warning("task %r ran past its hard deadline; stopping it", lane.task.name)
+        _signal_group(lane.proc, signal.SIGTERM)
+    elif now - lane.overdue_since > KILL_GRACE_S:
+        _signal_group(lane.proc, signal.SIGKILL)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
+    # The child leads its own session: its group holds its Xvfb too. Not yet reaped (see
+    # _exited), so the group id cannot belong to anyone else.
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signum)
 
 
 def _exited(proc: subprocess.Popen[bytes]) -> bool:
@@ -236,6 +268,17 @@ def _signal(proc: subprocess.Popen[bytes], signum: int) -> None:
 
 def _collect(lane: _Lane) -> tuple[TaskResult, str]:
     """The child's result and display, or an error result that says where its output is."""
+    result, display = _collected(lane)
+    if lane.overdue_since is None:
+        return result, display
+    limit = lane.task.budget.timeout_s
+    message = (f"stopped after {time.monotonic() - lane.started:.0f}s, past the lane's hard "
+               f"deadline (budget timeout_s {limit:g}s + {LANE_MARGIN_S:g}s); "
+               f"its output is in {lane.log}")
+    return replace(result, status=TaskStatus.ERROR, message=message), display
+
+
+def _collected(lane: _Lane) -> tuple[TaskResult, str]:
     code = lane.proc.returncode
     how = (f"was killed by {_signal_name(-code)}" if code is not None and code < 0
            else f"exited with status {code}")

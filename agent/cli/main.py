@@ -18,6 +18,7 @@ from deskpilot.agent.cli.options import (
     DEFAULT_SCREEN_SIZE,
     TINY_SHAPE_FLAGS,
     TINY_TEMPERATURE,
+    ask_options,
     models_options,
     run_options,
 )
@@ -26,6 +27,7 @@ from deskpilot.agent.takeover import DEFAULT_KILL_HOTKEY
 from deskpilot.agent.tasks.cache import CacheMode
 from deskpilot.grounding.preprocess import DEFAULT_MAX_PATCHES, DEFAULT_MIN_PATCHES
 from deskpilot.models.choice import BACKENDS, CONSTRAINTS, ModelChoice
+from deskpilot.models.grounder import GroundingPrompt
 from deskpilot.models.runtime import Mode
 
 if TYPE_CHECKING:
@@ -113,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("what", choices=list(_BENCHES), metavar="WHAT",
                        help="one of: " + ", ".join(_BENCHES))
     bench.add_argument("options", nargs=argparse.REMAINDER, help="options of that benchmark")
+    _add_ask(sub)
+
+    evals = sub.add_parser(
+        "eval", help="measure the model on labelled data (grounding accuracy)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="`deskpilot eval WHAT --help` lists each one's options (docs/eval.md).",
+        epilog="\n".join(f"  {name:<9} {text}" for name, (_, text) in _EVALS.items()))
+    evals.add_argument("what", choices=list(_EVALS), metavar="WHAT",
+                       help="one of: " + ", ".join(_EVALS))
+    evals.add_argument("options", nargs=argparse.REMAINDER, help="options of that evaluation")
     sub.add_parser("doctor", help="check that this machine can run the agent, and say how "
                                   "to fix what is missing")
     inspect = sub.add_parser(
@@ -197,6 +209,19 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     safety.add_argument("--window", action="append", default=[], metavar="PATTERN",
                         help="refuse actions on windows whose title and class do not match "
                              "(text, or /regex/; repeatable)")
+    run.add_argument("--grounding", choices=[g.value for g in GroundingPrompt],
+                     default=_SETTINGS.grounding.value,
+                     help="native (default): the step call plans in --mode and names pointer "
+                          "targets in words, then the model's own grounding call (image first, "
+                          "direct, greedy) returns each box; joint: one call answers the action "
+                          "with its box (the earlier path, kept for comparison)")
+    run.add_argument("--grounder-model", default=None, metavar="NAME|PATH",
+                     help="ground with a second model: a catalog name or text GGUF path (its "
+                          "mmproj beside it), or with --grounder-base-url the name a server "
+                          "serves it under (default: the planning model, same process)")
+    run.add_argument("--grounder-base-url", default=None, metavar="URL",
+                     help="ground on an OpenAI-compatible server (e.g. a dedicated GUI-grounding "
+                          "model), http://HOST:PORT/v1")
     run.add_argument("--zoom", action="store_true",
                      help="when a target is small on a downscaled view, ask again on a "
                           "native-resolution crop around it (a second, smaller model call)")
@@ -277,6 +302,47 @@ _BENCHES = {
 }
 
 
+def _add_ask(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``ask`` command: one question about an image or the screen."""
+    ask = sub.add_parser(
+        "ask", help="ask the model about a chart, a document or the screen",
+        description="Ask one question about an image file, the screen, or nothing: the image "
+                    "goes first, the reasoning trace streams dimmed and the answer is printed "
+                    "on its own (--json: one object for scripts).")
+    ask.add_argument("question", metavar="QUESTION")
+    where = ask.add_mutually_exclusive_group()
+    where.add_argument("--image", type=Path, metavar="FILE", help="a PNG or JPEG to ask about")
+    where.add_argument("--screen", action="store_true", help="ask about the screen ($DISPLAY)")
+    ask.add_argument("--monitor", type=int, default=1, metavar="N")
+    ask.add_argument("--mode", choices=[Mode.REASONING.value, Mode.DIRECT.value],
+                     default=Mode.REASONING.value,
+                     help="reasoning (default: the model's mode for charts, math and "
+                          "documents) or direct")
+    ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.add_argument("--model", default=None, metavar="NAME|PATH")
+    ask.add_argument("--mmproj", type=Path, metavar="PATH")
+    ask.add_argument("--backend", choices=BACKENDS, default=_MODEL.backend)
+    ask.add_argument("--base-url", default=None, metavar="URL")
+    ask.add_argument("--replay", type=Path, metavar="JSONL", help="answer from a recording")
+    ask.add_argument("--n-ctx", type=argtypes.positive_int, default=_MODEL.n_ctx, metavar="N")
+    ask.add_argument("--gpu-layers", type=int, default=_MODEL.gpu_layers, metavar="N")
+    ask.add_argument("--max-patches", type=argtypes.patch_budget, default=DEFAULT_MAX_PATCHES,
+                     metavar="N")
+    ask.add_argument("--max-tokens", type=argtypes.positive_int, default=512, metavar="N",
+                     help="answer length limit (default 512)")
+    ask.add_argument("--max-reasoning-tokens", type=argtypes.positive_int, default=1024,
+                     metavar="N", help="reasoning trace limit (default 1024)")
+    ask.add_argument("--temperature", type=float, default=None, metavar="T")
+
+
+_EVALS = {  # name: (module in deskpilot.agent.eval, what it does)
+    "grounding": ("grounding", "point-in-box accuracy on ScreenSpot-v2 / ScreenSpot-Pro records "
+                               "(DIR [--out OUT] [--prompt native|joint] [--zoom] [--limit N])"),
+    "make-set": ("makeset", "render real X apps on a private Xvfb and label targets from X11 "
+                            "geometry and checked OCR, in ScreenSpot-v2 format (DIR)"),
+}
+
+
 def parse_run(argv: Sequence[str]) -> RunOptions:
     """The options of a ``run`` command line (``["run", ...]``, global flags allowed before it)."""
     return run_options(build_parser().parse_args(argv), argv)
@@ -293,11 +359,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("huggingface_hub").propagate = False
     try:
         if args.command == "run":
-            from deskpilot.agent.cli.signals import terminate_as_interrupt
+            from deskpilot.agent.cli.signals import stopping_signal, terminate_as_interrupt
 
             # SIGTERM/SIGHUP unwind like Ctrl+C, so every held key and button is released.
             with terminate_as_interrupt():
-                return _run(run_options(args, argv))
+                code = _run(run_options(args, argv))
+            # A mode that caught the interrupt and ended cleanly still reports the signal.
+            signum = stopping_signal()
+            return code if signum is None else exit_for_interrupt(signum)
         if args.command == "models":
             from deskpilot.agent.cli.models import run_models_command
             return run_models_command(models_options(args))
@@ -306,6 +375,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             importlib.import_module(f"deskpilot.agent.bench.{args.what}").main(args.options)
             return EXIT_OK
+        if args.command == "ask":
+            from deskpilot.agent.cli.ask import run_ask
+            return run_ask(ask_options(args))
+        if args.command == "eval":
+            import importlib
+
+            module = importlib.import_module(f"deskpilot.agent.eval.{_EVALS[args.what][0]}")
+            return int(module.main(args.options))
         if args.command == "doctor":
             from deskpilot.agent.cli.doctor import run_doctor
             return run_doctor()
@@ -317,7 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from deskpilot.agent.cli.demo import run_demo
             return run_demo(args.runs_dir)
     except KeyboardInterrupt as exc:
-        signum = getattr(exc, "signum", None)
+        from deskpilot.agent.cli.signals import stopping_signal
+
+        signum = stopping_signal() or getattr(exc, "signum", None)
         say(f"terminated by signal {signum}" if signum else "interrupted", file=sys.stderr)
         return exit_for_interrupt(signum)
     except UserError as exc:

@@ -42,6 +42,8 @@ def _pull(name: str, models_dir: Path) -> int:
         paths = catalog.pull(name, models_dir, progress=True)
     except catalog.ModelError as exc:
         raise UserError(str(exc)) from None
+    for chosen in paths.chosen:
+        say(f"chose {chosen}")
     say(f"ready:\n  model  {paths.model}\n  mmproj {paths.mmproj}")
     return EXIT_OK
 
@@ -51,7 +53,8 @@ def _verify(models_dir: Path, *, record: bool) -> int:
     bad = False
     for r in results:
         say(f"{r.status.value:<18} {r.entry:<18} {r.path}\n{'':<18} {r.detail}")
-        bad |= r.status in (catalog.VerifyStatus.SIZE_MISMATCH,
+        # A missing file fails too: "verify" answers whether the model is ready to use.
+        bad |= r.status in (catalog.VerifyStatus.MISSING, catalog.VerifyStatus.SIZE_MISMATCH,
                             catalog.VerifyStatus.CHECKSUM_MISMATCH)
     return EXIT_FAILED if bad else EXIT_OK
 

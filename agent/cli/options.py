@@ -18,6 +18,7 @@ from deskpilot.agent.settings import Budget, ModelSettings
 from deskpilot.agent.takeover import DEFAULT_KILL_HOTKEY
 from deskpilot.agent.tasks.cache import CacheMode
 from deskpilot.models.choice import ModelChoice
+from deskpilot.models.grounder import GroundingPrompt
 from deskpilot.models.runtime import Mode
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class RunOptions:
     no_tui: bool = False
     kill_key: str = DEFAULT_KILL_HOTKEY  # pynput syntax, or "off"
     argv: tuple[str, ...] = ()  # the command line as given, for the children of --concurrency
+    grounder: ModelChoice | None = None  # a second model that grounds (None: the same one)
 
     @property
     def task(self) -> str:
@@ -88,13 +90,15 @@ def run_options(args: argparse.Namespace, argv: Sequence[str]) -> RunOptions:
                             gpu_layers=args.gpu_layers, timeout_s=args.model_timeout).checked()
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    grounder = grounder_choice(args, model)
     temperature = args.temperature
     if temperature is None:
         temperature = TINY_TEMPERATURE if model.is_tiny else 0.0
     return RunOptions(
         tasks=tuple(args.task), model=model,
         settings=ModelSettings(mode=Mode(args.mode), max_patches=args.max_patches,
-                               temperature=float(temperature), zoom=args.zoom),
+                               temperature=float(temperature), zoom=args.zoom,
+                               grounding=GroundingPrompt(args.grounding)),
         budget=Budget(max_steps=args.max_steps, max_seconds=args.max_seconds),
         safety=Safety(allow=frozenset(args.allow), region=args.region,
                       windows=tuple(args.window)),
@@ -105,7 +109,25 @@ def run_options(args: argparse.Namespace, argv: Sequence[str]) -> RunOptions:
         outputs=Outputs(junit=args.junit, summary=args.summary, report=args.report,
                         lane_result=args.result_json),
         monitor=args.monitor, runs_dir=args.runs_dir, dry_run=args.dry_run,
-        no_tui=args.no_tui, kill_key=args.kill_key, argv=tuple(argv))
+        no_tui=args.no_tui, kill_key=args.kill_key, argv=tuple(argv), grounder=grounder)
+
+
+def grounder_choice(args: argparse.Namespace, model: ModelChoice) -> ModelChoice | None:
+    """The second model that grounds targets (--grounder-model, --grounder-base-url), reached
+    with the main model's limits; None when the planner grounds its own targets."""
+    name, url = args.grounder_model, args.grounder_base_url
+    if name is None and url is None:
+        return None
+    if args.grounding != GroundingPrompt.NATIVE:
+        raise UserError("--grounder-model and --grounder-base-url need --grounding native: the "
+                        "joint call answers its own boxes")
+    try:
+        return ModelChoice(model=name, backend="openai" if url else "llamacpp", base_url=url,
+                           n_ctx=model.n_ctx, gpu_layers=model.gpu_layers,
+                           timeout_s=model.timeout_s).checked()
+    except ValueError as exc:
+        message = str(exc).replace("--model", "--grounder-model")
+        raise UserError(f"grounder: {message}") from None
 
 
 def model_opener(options: RunOptions) -> Callable[[], Runtime]:
@@ -155,3 +177,40 @@ def models_options(args: argparse.Namespace) -> ModelsOptions:
         real_shape=getattr(args, "real_shape", False), seed=getattr(args, "seed", 0),
         dims=tuple((name, value) for name in TINY_SHAPE_FLAGS
                    if (value := getattr(args, name, None)) is not None))
+
+
+@dataclass(frozen=True, slots=True)
+class AskOptions:
+    """What ``deskpilot ask`` was asked."""
+
+    question: str
+    model: ModelChoice
+    image: Path | None = None
+    screen: bool = False
+    monitor: int = 1
+    mode: Mode = Mode.REASONING
+    json: bool = False
+    max_patches: int = 3600
+    max_tokens: int = 512
+    max_reasoning_tokens: int = 1024
+    temperature: float = 0.0
+
+
+def ask_options(args: argparse.Namespace) -> AskOptions:
+    """The options of a parsed ``ask`` command line; UserError when they do not fit."""
+    if args.image is not None and args.screen:
+        raise UserError("give --image FILE or --screen, not both")
+    try:
+        model = ModelChoice(model=args.model, mmproj=args.mmproj, replay=args.replay,
+                            backend=args.backend, base_url=args.base_url, n_ctx=args.n_ctx,
+                            gpu_layers=args.gpu_layers).checked()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    temperature = args.temperature
+    if temperature is None:
+        temperature = TINY_TEMPERATURE if model.is_tiny else 0.0
+    return AskOptions(question=args.question, model=model, image=args.image,
+                      screen=args.screen, monitor=args.monitor, mode=Mode(args.mode),
+                      json=args.json, max_patches=args.max_patches, max_tokens=args.max_tokens,
+                      max_reasoning_tokens=args.max_reasoning_tokens,
+                      temperature=float(temperature))

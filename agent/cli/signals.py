@@ -114,6 +114,7 @@ class _Interrupter:
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         now = self._clock()
+        _note_stop(signum)
         with self._lock:
             if not self.active:
                 # The block is over and the handlers are being put back: raising here would
@@ -174,6 +175,21 @@ class _Interrupter:
         return signum
 
 
+_first_signal: list[int] = []  # the signal that first asked this process to stop
+
+
+def _note_stop(signum: int) -> None:
+    if not _first_signal:
+        _first_signal.append(signum)
+
+
+def stopping_signal() -> int | None:
+    """The first SIGINT, SIGTERM or SIGHUP that reached :func:`terminate_as_interrupt`'s
+    handler in this process, if any: the command line's exit status is 128 + its number
+    (``agent/cli/errors.py``), whichever mode caught the interrupt."""
+    return _first_signal[0] if _first_signal else None
+
+
 def _interrupt(signum: int) -> KeyboardInterrupt:
     return KeyboardInterrupt() if signum == signal.SIGINT else TerminatedBySignal(signum)
 
@@ -203,6 +219,7 @@ def terminate_as_interrupt(signals: tuple[signal.Signals, ...] = TERMINATING,
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _first_signal.clear()  # a new run: what stopped an earlier one in this process is past
     wanted = list(signals)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler \
             and signal.SIGINT not in wanted:
@@ -233,4 +250,4 @@ def terminate_as_interrupt(signals: tuple[signal.Signals, ...] = TERMINATING,
 
 
 __all__ = ["MAX_DEFER_S", "RETRY_S", "TERMINATING", "UNINTERRUPTIBLE", "TerminatedBySignal",
-           "terminate_as_interrupt"]
+           "stopping_signal", "terminate_as_interrupt"]

@@ -32,6 +32,14 @@ def is_task_file(argument: str) -> bool:
 
 def run_task_files(options: RunOptions) -> int:
     """Load every file (exit 2 on any problem, before anything runs), run them, report."""
+    if options.dry_run:
+        # A task file's steps act on what earlier steps did (a dialog a click opened): with no
+        # input sent, the later ones would check a screen that never changed. Refused, rather
+        # than a plan that looks like a pass.
+        raise UserError("--dry-run is for a task in words; task files cannot be dry-run "
+                        "(their later steps depend on what the earlier ones did). Nothing was "
+                        "run; check a file without running it by running it on a private "
+                        "display: --headless --xvfb")
     bad = [a for a in options.tasks if not is_task_file(a)]
     if bad:
         raise UserError(f"{bad[0]!r} is not a task file (.yaml/.yml); a task in words is one "

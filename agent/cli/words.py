@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from deskpilot.agent.supervise import Supervisor
     from deskpilot.agent.takeover import TakeoverWatch
     from deskpilot.grounding.capture import Screen
+    from deskpilot.models.choice import ModelChoice
     from deskpilot.models.runtime import Runtime
     from deskpilot.tui.app import Session
 
@@ -98,14 +99,15 @@ def gate_for_words(options: RunOptions, record: RunDir, approver: Approver | Non
     return Gate(policy, approver or default_approver(headless=False), record)
 
 
-def open_words_runtime(options: RunOptions) -> Runtime:
-    """The model for a task in words, behind its deadline; UserError when it cannot be had."""
+def open_words_runtime(options: RunOptions, choice: ModelChoice | None = None) -> Runtime:
+    """The model for a task in words (or ``choice``, the grounder), behind its deadline;
+    UserError when it cannot be had."""
     from deskpilot.models.catalog import ModelError
     from deskpilot.models.open import open_runtime
     from deskpilot.models.runtime import RuntimeFailure
 
     try:
-        return open_runtime(options.model)
+        return open_runtime(choice or options.model)
     except (ModelError, RuntimeFailure, ValueError) as exc:
         raise UserError(f"{exc} (nothing was done)") from None
 
@@ -130,9 +132,15 @@ def run_words(options: RunOptions, *, runtime: Runtime, screen: Screen,
     """The agent loop with the budgets and model settings the command line asked for."""
     from deskpilot.agent.loop import run_agent
 
-    return run_agent(options.task, runtime=runtime, screen=screen, device=device, record=record,
-                     budget=options.budget, settings=options.settings, gate=gate,
-                     takeover=takeover, on_step=on_step, supervisor=supervisor)
+    grounder = None if options.grounder is None else open_words_runtime(options, options.grounder)
+    try:
+        return run_agent(options.task, runtime=runtime, screen=screen, device=device,
+                         record=record, budget=options.budget, settings=options.settings,
+                         gate=gate, takeover=takeover, on_step=on_step, supervisor=supervisor,
+                         grounder=grounder)
+    finally:
+        if grounder is not None:
+            grounder.close()
 
 
 def _kill_key(text: str) -> str | None:

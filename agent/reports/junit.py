@@ -1,7 +1,10 @@
 """The JUnit XML file of a suite run: one test case per task file, for CI test views.
 
-The failing step's screenshot is named twice: as an absolute path in the failure's text, and as
-``[[ATTACHMENT|path]]`` in ``system-out``, which Jenkins and GitLab turn into a link.
+The failing step's images (its screenshot, and for a failed comparison the baseline and the
+difference) are named three times: as absolute paths in the failure's text, as
+``[[ATTACHMENT|path]]`` lines in ``system-out``, which Jenkins and GitLab turn into links, and
+as properties of the test case (``screenshot``, ``baseline``, ``difference``) for tools that
+read those.
 """
 
 from __future__ import annotations
@@ -49,11 +52,9 @@ def _failure_details(task: TaskResult, step: ScriptStep | None) -> str:
         if step.point is not None:
             lines.append(f"point: {step.point}")
         if step.candidates:
-            lines.append("candidates: " + ", ".join(step.candidates))
-        if (shot := _absolute(task, step.screenshot)) is not None:
-            lines.append(f"screenshot: {shot}")
-        if (diff := _absolute(task, step.diff)) is not None:
-            lines.append(f"difference image: {diff}")
+            lines.append("candidates: " + ", ".join(str(c) for c in step.candidates))
+        for name, path in _images(task, step):
+            lines.append(f"{name}: {path}")
         if step.model_text:
             lines += ["model text:", step.model_text]
     if task.run_dir is not None:
@@ -61,20 +62,29 @@ def _failure_details(task: TaskResult, step: ScriptStep | None) -> str:
     return "\n".join(lines)
 
 
+def _images(task: TaskResult, step: ScriptStep | None) -> list[tuple[str, Path]]:
+    """The failing step's images that exist as files, each with what it is."""
+    if step is None:
+        return []
+    named = (("screenshot", step.screenshot), ("baseline", step.baseline),
+             ("difference", step.diff))
+    return [(name, path) for name, rel in named if (path := _absolute(task, rel)) is not None]
+
+
 def _system_out(task: TaskResult) -> str:
     lines = [step.line() for step in task.steps]
-    step = task.failed_step
-    if step is not None:
-        for rel in (step.screenshot, step.diff):
-            if (path := _absolute(task, rel)) is not None:
-                lines.append(f"[[ATTACHMENT|{path}]]")
+    lines += [f"[[ATTACHMENT|{path}]]" for _, path in _images(task, task.failed_step)]
     return "\n".join(lines)
 
 
 def _testcase(parent: ET.Element, task: TaskResult) -> None:
     case = ET.SubElement(parent, "testcase", {
-        "classname": f"deskpilot.{task.file.stem}", "name": xml_text(task.name),
+        "classname": xml_text(f"deskpilot.{task.file.stem}"), "name": xml_text(task.name),
         "time": f"{task.seconds:.3f}", "file": xml_text(str(task.file))})
+    if images := _images(task, task.failed_step):
+        properties = ET.SubElement(case, "properties")
+        for name, path in images:
+            ET.SubElement(properties, "property", {"name": name, "value": xml_text(str(path))})
     if task.status is not TaskStatus.PASSED:
         tag, kind = (("failure", "StepFailed") if task.status is TaskStatus.FAILED
                      else ("error", "TaskError"))

@@ -19,6 +19,11 @@ class Outputs:
     report: Path | None = None
     lane_result: Path | None = None  # only in a child of a --concurrency run
 
+    @property
+    def report_page(self) -> Path | None:
+        """The report's page, absolute (``index.html`` in the report directory)."""
+        return None if self.report is None else (self.report / "index.html").absolute()
+
 
 def write_outputs(suite: SuiteResult, outputs: Outputs,
                   on_written: Callable[[str, Path], object] = lambda label, path: None) -> None:
@@ -32,7 +37,7 @@ def write_outputs(suite: SuiteResult, outputs: Outputs,
         write_junit(outputs.junit, suite)
         on_written("junit", outputs.junit)
     if outputs.summary is not None:
-        write_summary(outputs.summary, suite)
+        write_summary(outputs.summary, suite, report=outputs.report_page)
         on_written("summary", outputs.summary)
     if outputs.report is not None:
         on_written("report", write_report(outputs.report, suite))

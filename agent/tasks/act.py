@@ -5,12 +5,17 @@ from __future__ import annotations
 import logging
 import time
 
+from deskpilot.actions.executor import untypeable
 from deskpilot.actions.policy import KnownText
-from deskpilot.actions.types import MAX_TYPE_CHARS, Click, Key, Scroll, Type
+from deskpilot.actions.text import plural
+from deskpilot.actions.types import Click, Key, Scroll, Type
 from deskpilot.agent.tasks.cache import CacheMode, Hit, Stale, cache_key, replay
 from deskpilot.agent.tasks.kit import (
+    ActionRefused,
     Draft,
+    OutOfTime,
     StepContext,
+    StepFailed,
     TargetMissing,
     act,
     center,
@@ -18,11 +23,12 @@ from deskpilot.agent.tasks.kit import (
     grab,
     keep,
     lap,
+    off_screen,
     point_box,
     read_text,
 )
-from deskpilot.agent.tasks.results import Source
-from deskpilot.agent.tasks.spec import ClickSpec, ScrollSpec, Step
+from deskpilot.agent.tasks.results import Candidate, Source
+from deskpilot.agent.tasks.spec import ClickSpec, ScrollSpec, Step, TypeSpec
 from deskpilot.grounding.a11y import (
     A11yElement,
     A11yError,
@@ -34,9 +40,11 @@ from deskpilot.grounding.capture import Frame
 from deskpilot.grounding.geometry import PixelBox, Region
 from deskpilot.grounding.ocr import TextLine, clip_region
 from deskpilot.grounding.preprocess import prepare
+from deskpilot.grounding.stable import wait_stable
 from deskpilot.grounding.template import FlatSnippet, cut
 from deskpilot.grounding.textmatch import TextLookupError, find_text, same_text
-from deskpilot.models import asks
+from deskpilot.grounding.windows import WindowProbeError
+from deskpilot.models.grounder import Grounder
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +107,8 @@ def _find_a11y(ctx: StepContext, draft: Draft, frame: Frame, name: str, *, role:
     try:
         element = find_element(elements, name, role=role, region=region)
     except A11yLookupError as exc:
-        draft.candidates += tuple(f"{e.step()} at {e.box} (a11y)" for e in exc.candidates)
-        draft.outline += tuple((e.box, e.name) for e in exc.candidates)
+        draft.candidates = tuple(Candidate(e.name, e.box, via=f"a11y {e.role}")
+                                 for e in exc.candidates)
         several = len(exc.candidates) > 1 and all(same_text(e.name, name)
                                                   for e in exc.candidates)
         if required or several:
@@ -112,6 +120,17 @@ def _find_a11y(ctx: StepContext, draft: Draft, frame: Frame, name: str, *, role:
     return element.box, element.name
 
 
+def _ocr_after_tree(ctx: StepContext, draft: Draft, frame: Frame, text: str,
+                    region: PixelBox | None) -> tuple[PixelBox, str]:
+    """``text`` by OCR once the tree did not have it; a miss lists what both sources had."""
+    tree = draft.candidates
+    try:
+        return _read_text(ctx, draft, frame, text, region)
+    except TargetMissing:
+        draft.candidates += tree
+        raise
+
+
 def _locate(ctx: StepContext, draft: Draft, frame: Frame, target: str,
             region: PixelBox | None) -> PixelBox:
     """Ask the model where the target is (direct mode); the answer maps back to pixels."""
@@ -120,15 +139,15 @@ def _locate(ctx: StepContext, draft: Draft, frame: Frame, target: str,
                                               region[3] - region[1])
     t = time.perf_counter()
     image = prepare(frame, max_patches=settings.max_patches, region=area)
-    reply = ctx.model.ask(asks.locate_request(target, image, temperature=settings.temperature))
+    grounder = Grounder(ctx.model.runtime(), settings.grounding,
+                        temperature=settings.temperature)
+    found = grounder.locate(target, image)
     lap(draft, "model", t)
-    draft.model_text = reply.answer
-    try:
-        click = asks.parse_locate(reply)
-    except asks.AskError as exc:
-        raise TargetMissing(str(exc)) from None
+    draft.model_text = found.reply.answer
+    if found.box is None:
+        raise TargetMissing(f"unusable location answer: {found.note}")
     r = image.view.region
-    x1, y1, x2, y2 = click.box
+    x1, y1, x2, y2 = found.box
     box = (int(r.x + x1 * r.width), int(r.y + y1 * r.height),
            max(int(r.x + x2 * r.width), int(r.x + x1 * r.width) + 1),
            max(int(r.y + y2 * r.height), int(r.y + y1 * r.height) + 1))
@@ -142,7 +161,7 @@ def _ground(ctx: StepContext, draft: Draft, frame: Frame, *, text: str | None,
             name: str | None = None, role: str | None = None) -> PixelBox:
     """A target's box: a verified cache entry, else fresh grounding (then cached): the
     accessibility tree for a name, the tree and then OCR for text, the model for a target."""
-    key = cache_key(ctx.task.name, key_text, (frame.width, frame.height))
+    key = cache_key(ctx.task.name, occurrence(ctx, key_text), (frame.width, frame.height))
     note = ""
     if ctx.cache.mode is not CacheMode.OFF:
         t = time.perf_counter()
@@ -165,15 +184,13 @@ def _ground(ctx: StepContext, draft: Draft, frame: Frame, *, text: str | None,
                                  "refusing to click (cache is read-only)")
             note = f"; cache entry stale ({outcome.reason}), grounded again"
     if name is not None:
-        found = _find_a11y(ctx, draft, frame, name, role=role, region=region,
-                           required=True)
+        found = _find_a11y(ctx, draft, frame, name, role=role, region=region, required=True)
         if found is None:  # required: a miss raised already
             raise TargetMissing(f"no accessible element {name!r}")
         box, grounded_on = found
     elif text is not None:
-        found = _find_a11y(ctx, draft, frame, text, role=None, region=region,
-                           required=False)
-        box, grounded_on = found or _read_text(ctx, draft, frame, text, region)
+        found = _find_a11y(ctx, draft, frame, text, role=None, region=region, required=False)
+        box, grounded_on = found or _ocr_after_tree(ctx, draft, frame, text, region)
     else:
         box = _locate(ctx, draft, frame, target or "", region)
         grounded_on = _label_on(ctx, draft, frame, box)
@@ -190,6 +207,41 @@ def _ground(ctx: StepContext, draft: Draft, frame: Frame, *, text: str | None,
     return box
 
 
+def occurrence(ctx: StepContext, key_text: str) -> str:
+    """``key_text`` marked with how many steps of the task grounded it before (``#2``, ...).
+
+    Two ``click: "2"`` steps of one task are two entries: the second may be another "2" on
+    another screen, and sharing one entry would make a read-only replay refuse it.
+    """
+    count = ctx.occurrences.get(key_text, 0) + 1
+    ctx.occurrences[key_text] = count
+    return key_text if count == 1 else f"{key_text}#{count}"
+
+
+PARK_INSET = 10  # pixels from the bottom-right corner (never the corner: pyautogui's fail-safe)
+
+
+def parking_spot(width: int, height: int) -> tuple[int, int]:
+    """Where the pointer waits while a target is grounded and its crop taken."""
+    return width - PARK_INSET, height - PARK_INSET
+
+
+def settled_frame(ctx: StepContext, draft: Draft) -> Frame:
+    """A frame to ground a target on: the pointer moved off the application, the screen still.
+
+    A tooltip or hover highlight under the pointer would otherwise be part of the crop the
+    cache keeps (or hide the target from OCR), and the next run would not find it.
+    """
+    frame = grab(ctx, draft)
+    if ctx.cache.mode is CacheMode.OFF:
+        return frame
+    ctx.device.move(*parking_spot(frame.width, frame.height))
+    t = time.perf_counter()
+    wait_stable(ctx.screen, ctx.clock, timeout_s=ctx.bounded(ctx.settle_s))
+    lap(draft, "settle", t)
+    return grab(ctx, draft)
+
+
 LABEL_MARGIN = 4  # pixels read around a target's box when its label is read again
 
 
@@ -198,8 +250,7 @@ def _label_on(ctx: StepContext, draft: Draft, frame: Frame, box: PixelBox) -> st
     OCR reads on it, in reading order ("" when there is none)."""
     elements = _elements(ctx, draft, frame)
     if elements:
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        element = element_at(elements, cx, cy)
+        element = element_at(elements, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
         if element is not None:
             draft.known = _known_element(element, elements)
             return element.name
@@ -211,6 +262,7 @@ def _label_on(ctx: StepContext, draft: Draft, frame: Frame, box: PixelBox) -> st
         lines = ctx.reader.read(frame.rgb, area)
     finally:
         lap(draft, "ocr", t)
+    draft.known = KnownText(tuple(lines), area)
     return " ".join(line.text for line in sorted(lines, key=lambda line: (line.box[1],
                                                                             line.box[0])))
 
@@ -230,15 +282,32 @@ def _label_changed(ctx: StepContext, draft: Draft, frame: Frame, box: PixelBox, 
     try:
         find_text(lines, want)
     except TextLookupError:
+        # OCR of a small crop may read neighbouring buttons as one line ("Quit Save Load"):
+        # the label still holds when its words stand whole in what was read.
+        if _holds_words(now, want):
+            return None
         return (f"the cached target's label reads {now!r}, not {want!r}" if now
                 else f"no label is read on the cached target, where {want!r} was")
     return None
 
 
+def _holds_words(read: str, want: str) -> bool:
+    """Whether the words of ``want`` appear, whole and in order, among the words of ``read``."""
+    words, target = read.casefold().split(), want.casefold().split()
+    return bool(target) and any(words[i:i + len(target)] == target
+                                for i in range(len(words) - len(target) + 1))
+
+
 def click(spec: ClickSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
-    frame = grab(ctx, draft)
+    frame = grab(ctx, draft) if spec.at is not None else settled_frame(ctx, draft)
+    # Kept before grounding: a target that is not found is the commonest failure, and its
+    # screenshot (with the closest texts outlined in the report) is what explains it.
+    keep(ctx, draft, frame, f"step-{step.position + 1:03d}")
     region = clip_to_frame(spec.region, frame)
     if spec.at is not None:
+        problem = off_screen(spec.at, (frame.width, frame.height))
+        if problem is not None:
+            raise ActionRefused(problem)
         x, y = spec.at
         box = (x, y, x + 1, y + 1)
         draft.source, draft.message = Source.COORDS, f"at ({x}, {y})"
@@ -251,17 +320,48 @@ def click(spec: ClickSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
         box = _ground(ctx, draft, frame, text=text, target=target, region=region,
                       key_text=f"{key_text}@{spec.region}", name=name, role=spec.role)
     draft.box, draft.point = box, center(box)
-    keep(ctx, draft, frame, f"step-{step.position + 1:03d}")
     act(ctx, draft, Click(action="click", box=point_box(box, frame), button=spec.button,
                            clicks=spec.clicks), frame)
 
 
-def type_text(text: str, step: Step, ctx: StepContext, draft: Draft) -> None:
-    typed = ctx.text(text)
+TYPE_CHUNK = 100  # characters between checks of the deadline while typing
+# What one character costs besides its interval: measured on Xvfb (pyautogui over XTEST, about
+# 1-3 ms a character; xdotool about the same); rounded up so the estimate errs long.
+CHAR_COST_S = 0.004
+
+
+def type_text(spec: TypeSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
+    """Type the whole text, or fail before the first character, or say how much was typed.
+
+    Everything that can be known before typing is checked first: that every character can be
+    typed, that the typing fits in the time the task has left, and that a window has the focus.
+    """
+    typed = ctx.text(spec.text)
+    interval_ms = spec.interval_ms if spec.interval_ms is not None else \
+        ctx.task.typing.interval_ms
+    missing = untypeable(ctx.device, typed)
+    if missing:
+        raise ActionRefused(f"cannot type {missing!r} with this keyboard; nothing was typed")
+    needs = len(typed) * (interval_ms / 1000 + CHAR_COST_S)
+    if needs > ctx.left():
+        raise OutOfTime(f"typing {len(typed)} characters {interval_ms} ms apart takes about "
+                        f"{needs:.1f}s and the task has {ctx.left():.1f}s left (budget "
+                        f"timeout_s); nothing was typed")
+    require_focus(ctx)
     frame = grab(ctx, draft)
-    for start in range(0, len(typed), MAX_TYPE_CHARS):
-        act(ctx, draft, Type(action="type", text=typed[start:start + MAX_TYPE_CHARS]), frame)
-    draft.message = f"typed {len(typed)} characters"
+    for start in range(0, len(typed), TYPE_CHUNK):
+        if start and ctx.left() <= 0:
+            raise OutOfTime(f"the task's time ran out after typing {start} of {len(typed)} "
+                            "characters")
+        last = start + TYPE_CHUNK >= len(typed)
+        try:
+            act(ctx, draft, Type(action="type", text=typed[start:start + TYPE_CHUNK]), frame,
+                settle=last, type_interval=interval_ms / 1000)
+        except StepFailed as exc:
+            if not start:
+                raise
+            raise type(exc)(f"after typing {start} of {len(typed)} characters: {exc}") from None
+    draft.message = f"typed {plural(len(typed), 'character')}"
     after = grab(ctx, draft)
     hide = ctx.record.redaction
     if hide.holds(typed):
@@ -275,7 +375,26 @@ def type_text(text: str, step: Step, ctx: StepContext, draft: Draft) -> None:
     keep(ctx, draft, after, f"step-{step.position + 1:03d}")
 
 
+def require_focus(ctx: StepContext) -> None:
+    """Fail a keyboard step when its keys would go nowhere (no window has the focus).
+
+    Without a window manager the X server's focus follows the pointer; with the pointer over
+    the bare desktop, typed keys are lost while the step would report them typed.
+    """
+    if ctx.windows is None:
+        return
+    try:
+        focused = ctx.windows.focused()
+    except WindowProbeError as exc:
+        raise ActionRefused(f"cannot tell which window has the keyboard focus: {exc}") from None
+    if focused is None:
+        raise ActionRefused("no window has the keyboard focus, so the keys would go nowhere; "
+                            "launch the program with wait_for: {window: ...} (which rests the "
+                            "pointer on it) or click into it first")
+
+
 def key(chord: str, step: Step, ctx: StepContext, draft: Draft) -> None:
+    require_focus(ctx)
     frame = grab(ctx, draft)
     act(ctx, draft, Key(action="key", keys=chord), frame)
     draft.message = f"pressed {chord}"
@@ -283,12 +402,16 @@ def key(chord: str, step: Step, ctx: StepContext, draft: Draft) -> None:
 
 
 def scroll(spec: ScrollSpec, step: Step, ctx: StepContext, draft: Draft) -> None:
-    frame = grab(ctx, draft)
+    frame = settled_frame(ctx, draft) if spec.text is not None else grab(ctx, draft)
+    keep(ctx, draft, frame, f"step-{step.position + 1:03d}")
     if spec.text is not None:
         box = _ground(ctx, draft, frame, text=ctx.text(spec.text), target=None,
                       region=clip_to_frame(spec.region, frame),
                       key_text=f"text:{spec.text}@{spec.region}")
     elif spec.at is not None:
+        problem = off_screen(spec.at, (frame.width, frame.height))
+        if problem is not None:
+            raise ActionRefused(problem)
         box = (spec.at[0], spec.at[1], spec.at[0] + 1, spec.at[1] + 1)
         draft.source = Source.COORDS
     else:
@@ -296,7 +419,6 @@ def scroll(spec: ScrollSpec, step: Step, ctx: StepContext, draft: Draft) -> None
         box = (cx, cy, cx + 1, cy + 1)
         draft.source = Source.COORDS
     draft.box, draft.point = box, center(box)
-    keep(ctx, draft, frame, f"step-{step.position + 1:03d}")
     act(ctx, draft, Scroll(action="scroll", box=point_box(box, frame),
                             direction=spec.direction, amount=spec.amount), frame)
     draft.message = (draft.message + "; " if draft.message else "") + \
@@ -304,5 +426,10 @@ def scroll(spec: ScrollSpec, step: Step, ctx: StepContext, draft: Draft) -> None
 
 
 def wait(seconds: float, step: Step, ctx: StepContext, draft: Draft) -> None:
-    ctx.clock.sleep(seconds)
+    """Sleep, never past the task's deadline (a wait that would is cut short and fails)."""
+    allowed = ctx.bounded(seconds)
+    ctx.clock.sleep(allowed)
+    if allowed < seconds:
+        raise OutOfTime(f"waited {allowed:.1f}s of {seconds:g}s: the task's time budget "
+                        "(timeout_s) ran out")
     draft.message = f"waited {seconds:g}s"

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from deskpilot.grounding.files import read_regular_file
 from deskpilot.grounding.template import (
     AmbiguousMatch,
     Located,
@@ -40,6 +41,7 @@ from deskpilot.grounding.visual import load_png, save_png, write_atomic
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
+MAX_META_BYTES = 64 * 1024  # an entry's JSON is a few hundred bytes
 # Keys become file names: hex only, so no key can reach outside the cache directory.
 _KEY = re.compile(r"[0-9a-f]{8,64}")
 
@@ -182,7 +184,7 @@ def replay(cache: GroundingCache, key: str, rgb: np.ndarray, *,
 
 def _read_entry(key: str, png: Path, meta: Path) -> tuple[Snippet, str]:
     """Read and check one entry; any inconsistency raises ValueError."""
-    record = json.loads(meta.read_text(encoding="utf-8"))
+    record = json.loads(read_regular_file(meta, MAX_META_BYTES).decode("utf-8"))
     if not isinstance(record, dict):
         raise ValueError("the metadata is not a JSON object")
     if record.get("version") != FORMAT_VERSION:

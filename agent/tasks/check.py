@@ -10,6 +10,7 @@ import numpy as np
 from deskpilot.agent.tasks.kit import (
     POLL_S,
     Draft,
+    RecordFailed,
     StepContext,
     StepFailed,
     clip_to_frame,
@@ -21,9 +22,10 @@ from deskpilot.agent.tasks.kit import (
 from deskpilot.agent.tasks.results import Source
 from deskpilot.agent.tasks.spec import FileSpec, ScreenshotSpec, Step, TextSpec
 from deskpilot.grounding.capture import Frame
+from deskpilot.grounding.files import read_regular_file, reason
 from deskpilot.grounding.geometry import PixelBox
 from deskpilot.grounding.textmatch import AmbiguousText, TextLookupError
-from deskpilot.grounding.visual import compare, load_png, save_png
+from deskpilot.grounding.visual import ImageError, compare, load_png, save_png
 
 
 def _poll_text(spec: TextSpec, step: Step, ctx: StepContext, draft: Draft, *, want: bool,
@@ -31,7 +33,8 @@ def _poll_text(spec: TextSpec, step: Step, ctx: StepContext, draft: Draft, *, wa
     """Read the screen until the text is there (``want``) or gone, or the time is up."""
     query = ctx.text(spec.text)
     timeout = spec.timeout_s if "timeout_s" in spec.model_fields_set else default_timeout
-    deadline = min(ctx.clock.now() + timeout, ctx.deadline)
+    started = ctx.clock.now()
+    deadline = min(started + timeout, ctx.deadline)
     while True:
         frame = grab(ctx, draft)
         region = clip_to_frame(spec.region, frame)
@@ -43,11 +46,16 @@ def _poll_text(spec: TextSpec, step: Step, ctx: StepContext, draft: Draft, *, wa
     # The report outlines the text found, or else the region that was searched.
     draft.box, draft.source = box if box is not None else region, Source.OCR
     shown = ctx.shown(spec.text)
+    cut = " (cut short: the task's time budget ran out)" if deadline < started + timeout else ""
     if want and box is None:
-        raise StepFailed(f"{reason} (waited {timeout:g}s)")
+        raise StepFailed(f"{reason} (waited {timeout:g}s){cut}")
     if not want and box is not None:
         raise StepFailed(f"text {shown!r} is on the screen at {box} (waited {timeout:g}s "
                          "for it to go)")
+    if not want:
+        # The closest texts explain a missing text that was wanted; when the text was meant to
+        # be gone they are only noise.
+        draft.candidates = ()
     draft.message = f"{shown!r} is on the screen" if want else f"{shown!r} is not on the screen"
 
 
@@ -86,19 +94,33 @@ def screenshot(spec: ScreenshotSpec, step: Step, ctx: StepContext, draft: Draft)
         draft.message = f"saved {draft.screenshot}"
         return
     baseline = ctx.baselines / f"{spec.name}.png"
-    if ctx.update_baselines or not baseline.exists():
-        verb = "updated" if baseline.exists() else "recorded (none was stored)"
-        baseline.parent.mkdir(parents=True, exist_ok=True)
-        save_png(baseline, np.ascontiguousarray(rgb))
+    region = clip_to_frame(spec.region, frame)
+    stored = baseline.exists() or baseline.is_symlink()
+    if ctx.update_baselines or not stored:
+        verb = "updated" if stored else "recorded (none was stored)"
+        try:
+            save_png(baseline, np.ascontiguousarray(rgb))  # atomic: never half a baseline
+        except OSError as exc:
+            raise RecordFailed(f"cannot write the baseline {baseline}: "
+                               f"{exc.strerror or exc}") from None
         draft.message += f"baseline {verb}: {baseline}"
         return
     t = time.perf_counter()
-    result = compare(load_png(baseline), rgb, region=clip_to_frame(spec.region, frame),
+    try:
+        expected = load_png(baseline)
+    except (ImageError, OSError) as exc:
+        raise StepFailed(f"the baseline cannot be used: {exc}; replace it, or record it again "
+                         "with --update-baselines") from None
+    result = compare(expected, rgb, region=region,
                      pixel_threshold=spec.pixel_threshold, tolerance=spec.tolerance)
     lap(draft, "compare", t)
-    draft.box = result.changed_box
+    # The report zooms on the change, or else on the region that was compared.
+    draft.box = result.changed_box or region
     if result.diff is not None and not result.passed:
         draft.diff = ctx.record.save_image(f"{spec.name}-diff", result.diff)
+    if not result.passed:
+        # A copy in the run directory, so the report can set it beside what was seen.
+        draft.baseline = ctx.record.save_image(f"{spec.name}-baseline", expected)
     draft.message = result.message
     if not result.passed:
         raise StepFailed(f"differs from {baseline}: {result.message}")
@@ -120,13 +142,16 @@ def expect_file(spec: FileSpec, step: Step, ctx: StepContext, draft: Draft) -> N
     draft.message = f"{shown} exists" + (" and holds the expected text" if spec.contains else "")
 
 
+MAX_EXPECTED_FILE_BYTES = 16 * 1024 * 1024  # what expect_file reads to look for its text
+
+
 def _file_problem(path: Path, contains: str | None) -> str | None:
     try:
-        data = path.read_text(encoding="utf-8", errors="replace")
+        data = read_regular_file(path, MAX_EXPECTED_FILE_BYTES).decode("utf-8", "replace")
     except FileNotFoundError:
         return "no such file"
     except OSError as exc:
-        return f"cannot read it ({exc.strerror})"
+        return f"cannot read it ({reason(exc)})"
     if contains is not None and contains not in data:
         return f"does not contain the expected text ({len(data)} characters read)"
     return None

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
 
 from deskpilot.actions.categories import ALLOW_NAMES
-from deskpilot.actions.text import shorten
+from deskpilot.actions.text import printable, shorten
 from deskpilot.agent.tasks.spec import (
     VARIABLE_NAME,
     VARIABLE_REF,
@@ -30,12 +30,16 @@ from deskpilot.agent.tasks.spec import (
     SpecModel,
     Step,
     Task,
+    TypingSpec,
     Variable,
+    baseline_folder,
 )
 from deskpilot.agent.tasks.steps import STEPS
+from deskpilot.grounding.files import read_regular_file, reason
 
 BUILTIN_VARIABLES = ("work_dir", "task_dir")
 MAX_TASK_FILE_BYTES = 1_000_000
+MAX_DEPTH = 32  # a real task file nests five or six levels
 
 
 class TaskFileError(ValueError):
@@ -50,6 +54,7 @@ class _Header(SpecModel):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     setup: SetupSpec = SetupSpec()
     budget: BudgetSpec = BudgetSpec()
+    typing: TypingSpec = TypingSpec()
     scope: ScopeSpec = ScopeSpec()
     variables: dict[str, Any] = Field(default_factory=dict)
     allow: tuple[str, ...] = ()
@@ -73,18 +78,34 @@ def load_tasks(paths: Iterable[Path], *, environ: Mapping[str, str] | None = Non
             tasks.append(load_task(path, environ=environ))
         except TaskFileError as exc:
             problems.extend(exc.problems)
+    problems += _shared_baselines(tasks)
     if problems:
         raise TaskFileError(problems)
     return tasks
 
 
+def _shared_baselines(tasks: Sequence[Task]) -> list[str]:
+    """Two tasks beside each other whose baselines would land in one folder (names that differ
+    only in case or punctuation): each would compare against the other's screenshots."""
+    owners: dict[tuple[Path, str], Task] = {}
+    problems = []
+    for task in tasks:
+        where = (task.path.parent.resolve(), baseline_folder(task.name))
+        first = owners.setdefault(where, task)
+        if first is not task and first.name != task.name:
+            problems.append(f"{task.path}:1: name: {printable(task.name)!r} keeps its baselines "
+                            f"in the same folder as {printable(first.name)!r} ({first.path}): "
+                            f"baselines/{where[1]}; rename one of them")
+    return problems
+
+
 def load_task(path: Path, *, environ: Mapping[str, str] | None = None) -> Task:
     """Read and validate one task file."""
     environ = os.environ if environ is None else environ
-    root = _compose(path)
+    text, root = _compose(path)
     where = _Locator(path, root)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:  # composed fine, but e.g. a !!python tag cannot be built
         raise TaskFileError([_yaml_problem(path, exc)]) from None
     if not isinstance(data, dict):
@@ -110,7 +131,7 @@ def load_task(path: Path, *, environ: Mapping[str, str] | None = None) -> Task:
         raise TaskFileError(sorted(problems, key=_line_number))
     return Task(name=header.name, path=path, setup=header.setup, budget=header.budget,
                 scope=header.scope, variables=variables, allow=frozenset(header.allow),
-                steps=tuple(steps))
+                steps=tuple(steps), typing=header.typing)
 
 
 def _check_launch_secrets(launch: tuple[LaunchSpec, ...], variables: Mapping[str, Variable],
@@ -128,22 +149,76 @@ def _check_launch_secrets(launch: tuple[LaunchSpec, ...], variables: Mapping[str
                     f"env: {{{name.upper()}: \"${{{name}}}\"}}"))
 
 
-def _compose(path: Path) -> yaml.Node:
+def _compose(path: Path) -> tuple[str, yaml.Node]:
+    """The file's text and its YAML tree, once the text is known to be safe to build.
+
+    Only a regular file is read (a FIFO or a link to ``/dev/zero`` would hang the loader), no
+    more than :data:`MAX_TASK_FILE_BYTES`; nesting deeper than :data:`MAX_DEPTH` is refused
+    before PyYAML's recursive composer sees it, and so is a key given twice in one mapping
+    (PyYAML would silently keep the last one).
+    """
     try:
-        if path.stat().st_size > MAX_TASK_FILE_BYTES:
-            raise TaskFileError([f"{path}:1: file: larger than {MAX_TASK_FILE_BYTES} bytes"])
-        text = path.read_text(encoding="utf-8")
+        raw = read_regular_file(path, MAX_TASK_FILE_BYTES)
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise TaskFileError([f"{path}: file: no such task file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TaskFileError([f"{path}: file: cannot read it ({exc})"]) from None
+    except UnicodeDecodeError as exc:
+        raise TaskFileError([f"{path}: file: cannot read it: not UTF-8 ({exc.reason} at byte "
+                             f"{exc.start})"]) from None
+    except OSError as exc:
+        raise TaskFileError([f"{path}:1: file: cannot read it ({reason(exc)})"]) from None
     try:
+        _check_depth(path, text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         raise TaskFileError([_yaml_problem(path, exc)]) from None
     if node is None:
         raise TaskFileError([f"{path}:1: file: the task file is empty"])
-    return node
+    duplicates = _duplicate_keys(path, node)
+    if duplicates:
+        raise TaskFileError(duplicates)
+    return text, node
+
+
+def _check_depth(path: Path, text: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH, reading the event stream (which is not recursive)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else 1
+                raise TaskFileError([f"{path}:{line}: yaml: nested deeper than {MAX_DEPTH} "
+                                     "levels"])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _duplicate_keys(path: Path, root: yaml.Node) -> list[str]:
+    """A problem for every key that a mapping holds twice, at the line of the second one."""
+    problems: list[str] = []
+    todo = [root]
+    seen_nodes: set[int] = set()
+    while todo:  # a stack, not recursion: aliases may share nodes, so each is visited once
+        node = todo.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: dict[str, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    line = key.start_mark.line + 1
+                    if key.value in keys:
+                        problems.append(f"{path}:{line}: {printable(shorten(key.value, 60))}: "
+                                        f"duplicate key (first given on line "
+                                        f"{keys[key.value]})")
+                    else:
+                        keys[key.value] = line
+                todo += [key, value]
+        elif isinstance(node, yaml.SequenceNode):
+            todo += node.value
+    return sorted(problems, key=_line_number)
 
 
 def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:

@@ -23,14 +23,20 @@ from deskpilot.agent.records import StepRecord
 from deskpilot.agent.rundir import RunDir
 from deskpilot.agent.settings import ModelSettings
 from deskpilot.agent.tasks.cache import GroundingCache
-from deskpilot.agent.tasks.results import Source
+from deskpilot.agent.tasks.results import Candidate, Source
 from deskpilot.agent.tasks.spec import Task, substitute
 from deskpilot.grounding.a11y import CachedTree
 from deskpilot.grounding.capture import Frame, Screen
 from deskpilot.grounding.geometry import PixelBox, View
 from deskpilot.grounding.ocr import TextReader
 from deskpilot.grounding.stable import wait_stable
-from deskpilot.grounding.textmatch import AmbiguousText, TextLookupError, TextMatch, find_text
+from deskpilot.grounding.textmatch import (
+    AmbiguousText,
+    TextMatch,
+    TextNotFound,
+    find_text,
+)
+from deskpilot.grounding.windows import WindowProbe
 from deskpilot.models.runtime import Reply, Request, Runtime
 
 log = logging.getLogger(__name__)
@@ -52,6 +58,14 @@ class ActionRefused(StepFailed):
 
 class StatementFalse(StepFailed):
     """The model judged that a ``check`` statement does not hold."""
+
+
+class OutOfTime(StepFailed):
+    """The task's time budget ran out inside the step."""
+
+
+class RecordFailed(StepFailed):
+    """A record of the run (a screenshot, the step list) could not be written: stop acting."""
 
 
 @dataclass
@@ -99,7 +113,17 @@ class StepContext:
     deadline: float = float("inf")
     settle_s: float = 2.0
     gate: Gate | None = None  # the safety policy; None only in tests that do not need it
+    windows: WindowProbe | None = None  # which window has the focus; None: not known here
+    occurrences: dict[str, int] = field(default_factory=dict)  # cache keys used so far
     a11y: CachedTree | None = None  # the accessibility tree; None where there is none
+
+    def left(self) -> float:
+        """Seconds left of the task's time budget (never negative)."""
+        return max(0.0, self.deadline - self.clock.now())
+
+    def bounded(self, seconds: float) -> float:
+        """``seconds``, cut to what is left of the task's time budget."""
+        return min(seconds, self.left())
 
     def text(self, template: str) -> str:
         """A spec string with variables filled in (secrets included: for typing only)."""
@@ -120,13 +144,10 @@ class Draft:
     point: tuple[int, int] | None = None
     screenshot: str | None = None
     diff: str | None = None
+    baseline: str | None = None
     model_text: str = ""
-    candidates: tuple[str, ...] = ()
-    # Boxes (frame pixels) and texts of the nearest candidates, outlined on a failing step's
-    # screenshot; and the text the grounding already read at the target, for the gate.
-    outline: tuple[tuple[PixelBox, str], ...] = ()
-    known: KnownText | None = None
-    frame: Frame | None = None  # the last frame grabbed
+    candidates: tuple[Candidate, ...] = ()
+    known: KnownText | None = None  # the text grounding already read at the target, for the gate
     agent_steps: tuple[StepRecord, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -139,31 +160,7 @@ def grab(ctx: StepContext, draft: Draft) -> Frame:
     t = time.perf_counter()
     frame = ctx.screen.grab()
     lap(draft, "capture", t)
-    draft.frame = frame
     return frame
-
-
-OUTLINE = (255, 0, 255)  # magenta: rare on desktops
-
-
-def keep_candidates(ctx: StepContext, draft: Draft, name: str) -> None:
-    """Save the step's last frame with its nearest candidates outlined (a failing step)."""
-    if draft.frame is None or not draft.outline:
-        return
-    rgb = draft.frame.rgb.copy()
-    height, width = rgb.shape[:2]
-    for box, _ in draft.outline:
-        x1, y1 = max(box[0] - 2, 0), max(box[1] - 2, 0)
-        x2, y2 = min(box[2] + 2, width) - 1, min(box[3] + 2, height) - 1
-        if x2 <= x1 or y2 <= y1:
-            continue
-        rgb[y1:y1 + 2, x1:x2 + 1] = OUTLINE
-        rgb[y2 - 1:y2 + 1, x1:x2 + 1] = OUTLINE
-        rgb[y1:y2 + 1, x1:x1 + 2] = OUTLINE
-        rgb[y1:y2 + 1, x2 - 1:x2 + 1] = OUTLINE
-    t = time.perf_counter()
-    draft.screenshot = ctx.record.save_image(name, rgb)
-    lap(draft, "record", t)
 
 
 def keep(ctx: StepContext, draft: Draft, frame: Frame, name: str) -> None:
@@ -172,11 +169,14 @@ def keep(ctx: StepContext, draft: Draft, frame: Frame, name: str) -> None:
     lap(draft, "record", t)
 
 
-def act(ctx: StepContext, draft: Draft, action: AnyAction, frame: Frame) -> None:
+def act(ctx: StepContext, draft: Draft, action: AnyAction, frame: Frame, *,
+        settle: bool = True, type_interval: float = 0.0) -> None:
     """Validate against the screen, send to the device, then wait for the screen to settle.
 
-    The gate gets the text the step's grounding already read (``draft.known``), so it does
-    not read the same pixels again."""
+    Nothing is sent when a record of the run could not be written (a full disk): every
+    screenshot queued so far is on disk, or the step fails, before any input. The gate gets
+    the text the step's grounding already read (``draft.known``) and does not read it again.
+    """
     view = View.full(frame.screen, frame.width, frame.height)
     try:
         resolved = validate(action, view)
@@ -189,10 +189,21 @@ def act(ctx: StepContext, draft: Draft, action: AnyAction, frame: Frame) -> None
         if blocked is not None:
             raise ActionRefused(describe(blocked))
     t = time.perf_counter()
-    execute(resolved, ctx.device, sleep=ctx.clock.sleep)
-    lap(draft, "act", t)
+    lost = ctx.record.flush()
+    lap(draft, "record", t)
+    if lost:
+        raise RecordFailed(f"{lost} screenshot(s) of this run could not be written (is the disk "
+                           "full?); no input is sent without a record")
     t = time.perf_counter()
-    settled = wait_stable(ctx.screen, ctx.clock, timeout_s=ctx.settle_s)
+    try:
+        execute(resolved, ctx.device, sleep=ctx.clock.sleep, type_interval=type_interval)
+    except ValueError as exc:  # a text the keyboard cannot type: refused before any key
+        raise ActionRefused(str(exc)) from None
+    lap(draft, "act", t)
+    if not settle:
+        return
+    t = time.perf_counter()
+    settled = wait_stable(ctx.screen, ctx.clock, timeout_s=ctx.bounded(ctx.settle_s))
     lap(draft, "settle", t)
     if not settled.stable:
         log.info("screen still changing %.1fs after %s", settled.seconds, action.action)
@@ -212,36 +223,51 @@ def center(box: PixelBox) -> tuple[int, int]:
     return (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
 
 
+def off_screen(box: tuple[int, ...], size: tuple[int, int]) -> str | None:
+    """Why a point ``(x, y)`` or region ``(x1, y1, x2, y2)`` is not on a screen of ``size``."""
+    width, height = size
+    if len(box) == 2:
+        x, y = box
+        if x >= width or y >= height:
+            return f"point {list(box)} is outside the {width}x{height} screen"
+        return None
+    x1, y1, x2, y2 = box
+    if x2 <= x1 or y2 <= y1:
+        return f"region {list(box)} is empty or inverted (x1 < x2 and y1 < y2 are needed)"
+    if x2 > width or y2 > height:
+        return (f"region {list(box)} reaches outside the {width}x{height} screen "
+                f"(at most [.., .., {width}, {height}])")
+    return None
+
+
 def clip_to_frame(spec_region: tuple[int, int, int, int] | None, frame: Frame) -> PixelBox | None:
+    """A step's region as a box on the frame; a region not wholly on the screen fails the step
+    (clipping it would search a sliver and pass by accident)."""
     if spec_region is None:
         return None
-    x1, y1 = min(spec_region[0], frame.width - 1), min(spec_region[1], frame.height - 1)
-    x2, y2 = min(spec_region[2], frame.width), min(spec_region[3], frame.height)
-    if x2 <= x1 or y2 <= y1:
-        raise StepFailed(f"region {list(spec_region)} lies outside the "
-                         f"{frame.width}x{frame.height} screen")
-    return (x1, y1, x2, y2)
+    problem = off_screen(spec_region, (frame.width, frame.height))
+    if problem is not None:
+        raise StepFailed(problem)
+    return spec_region
 
 
 def read_text(ctx: StepContext, draft: Draft, frame: Frame, query: str,
               region: PixelBox | None) -> TextMatch:
-    """Find ``query`` by OCR (timed as ``ocr``), keeping the candidates on the draft.
+    """Find ``query`` by OCR (timed as ``ocr``), keeping the candidates of this read on the
+    draft: the places it matched when ambiguous, the closest texts when absent.
 
     Raises :class:`AmbiguousText` (several places) or another :class:`TextLookupError`.
     """
     t = time.perf_counter()
+    draft.candidates = ()  # a poll that finds the text at last has nothing left to explain
     lines = ctx.reader.read(frame.rgb, region)
     lap(draft, "ocr", t)
     draft.known = KnownText(tuple(lines), region or (0, 0, frame.width, frame.height))
     try:
         return find_text(lines, query, region=region)
     except AmbiguousText as exc:
-        draft.candidates += tuple(f"{c.text!r} at {c.box} (ocr)" for c in exc.candidates)
-        draft.outline += tuple((c.box, c.text) for c in exc.candidates)
+        draft.candidates = tuple(Candidate(c.text, c.box, via="ocr") for c in exc.candidates)
         raise
-    except TextLookupError as exc:
-        seen = tuple(getattr(exc, "seen", ()))
-        draft.candidates += tuple(f"{t!r} (ocr)" for t in seen)
-        draft.outline += tuple((line.box, line.text) for line in lines if line.text.strip()
-                               in seen)
+    except TextNotFound as exc:
+        draft.candidates = tuple(Candidate(m.text, m.box, via="ocr") for m in exc.near)
         raise

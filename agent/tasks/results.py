@@ -40,6 +40,29 @@ class TaskStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Candidate:
+    """Another place a step considered: the text read there (or an accessible element's name),
+    its box on the screenshot, and where it came from (``ocr``, ``a11y push button``)."""
+
+    text: str
+    box: PixelBox | None = None
+    via: str = ""
+
+    def __str__(self) -> str:
+        where = "" if self.box is None else f" at {list(self.box)}"
+        return f"{self.text!r}{where}" + (f" ({self.via})" if self.via else "")
+
+    @classmethod
+    def from_json(cls, data: Any) -> Candidate:
+        """A candidate as :meth:`ScriptStep.to_json` wrote it (a bare string: text only)."""
+        if isinstance(data, str):
+            return cls(data)
+        box = data["box"]
+        return cls(str(data["text"]), None if box is None else _ints(box, 4),
+                   str(data.get("via", "")))
+
+
+@dataclass(frozen=True, slots=True)
 class ScriptStep:
     """What one task-file step did."""
 
@@ -54,10 +77,11 @@ class ScriptStep:
     point: tuple[int, int] | None = None  # where the pointer acted, on the screenshot
     screenshot: str | None = None   # PNG path relative to the task's run directory
     diff: str | None = None         # visual-regression difference image, same base
+    baseline: str | None = None     # the baseline a failed comparison was made against, same base
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds
     model_text: str = ""            # reasoning and answer of any model call, as produced
-    candidates: tuple[str, ...] = ()  # other matches considered (ambiguous text, cache)
+    candidates: tuple[Candidate, ...] = ()  # places considered (ambiguous or closest text)
     agent_steps: tuple[StepRecord, ...] = ()  # the loop's own steps for ``do:``
 
     def to_json(self) -> dict[str, Any]:
@@ -77,7 +101,7 @@ class ScriptStep:
             **fields, "source": None if fields["source"] is None else Source(fields["source"]),
             "box": None if box is None else _ints(box, 4),
             "point": None if point is None else _ints(point, 2),
-            "candidates": tuple(str(c) for c in fields["candidates"]),
+            "candidates": tuple(Candidate.from_json(c) for c in fields["candidates"]),
             "agent_steps": tuple(StepRecord.from_json(s) for s in fields["agent_steps"])})
 
     def line(self) -> str:

@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -22,18 +23,37 @@ from deskpilot.actions.gate import Gate
 from deskpilot.actions.policy import Policy, Scope
 from deskpilot.actions.redaction import Redaction
 from deskpilot.agent.clock import Clock
-from deskpilot.agent.rundir import RunDir
+from deskpilot.agent.rundir import RunDir, RunDirError
 from deskpilot.agent.tasks.cache import CacheMode, GroundingCache
-from deskpilot.agent.tasks.kit import ModelAccess, StepContext, StepFailed
+from deskpilot.agent.tasks.kit import ModelAccess, StepContext, StepFailed, off_screen
 from deskpilot.agent.tasks.results import ScriptStep, SuiteResult, TaskResult, TaskStatus
-from deskpilot.agent.tasks.spec import LaunchSpec, Step, Task, WaitForWindow, substitute
+from deskpilot.agent.tasks.spec import (
+    LaunchSpec,
+    SpecModel,
+    Step,
+    Task,
+    WaitForWindow,
+    baseline_folder,
+    substitute,
+)
 from deskpilot.agent.tasks.steps import run_step
 from deskpilot.grounding.a11y import A11yTree, CachedTree
 from deskpilot.grounding.capture import CaptureError, Screen
 from deskpilot.grounding.ocr import OcrError, TextReader
+from deskpilot.grounding.stable import wait_stable
 from deskpilot.grounding.textmatch import TextLookupError, find_text
 from deskpilot.grounding.windows import WindowProbe
-from deskpilot.grounding.xvfb import DisplayError, display_env, stop_process, wait_for_window
+from deskpilot.grounding.xvfb import (
+    DisplayError,
+    close_windows,
+    die_with_parent,
+    display_env,
+    is_private,
+    point_at_window,
+    stop_group,
+    visible_windows,
+    wait_for_window,
+)
 from deskpilot.models.runtime import RuntimeFailure
 
 log = logging.getLogger(__name__)
@@ -108,7 +128,11 @@ def run_suite(tasks: Sequence[Task], services: Services, *,
 def run_task(task: Task, services: Services, *,
              on_step: Callable[[ScriptStep], None] | None = None) -> TaskResult:
     """Set up, run the steps until one fails, and tear down; never raises for a task's fault."""
-    run = TaskRun(task, services)
+    try:
+        run = TaskRun(task, services)
+    except RunDirError as exc:  # nothing was done: there would be no record of it
+        return TaskResult(task.name, task.path, TaskStatus.ERROR,
+                          f"{exc} (nothing was done)", (), 0.0, None)
     try:
         try:
             run.open()
@@ -121,6 +145,9 @@ def run_task(task: Task, services: Services, *,
         return run.finish(TaskStatus.ERROR, f"the model runtime failed: {exc}")
     except OcrError as exc:
         return run.finish(TaskStatus.ERROR, f"OCR failed: {exc}")
+    except OSError as exc:  # a record that could not be written (a full disk): stop here
+        return run.finish(TaskStatus.ERROR, f"cannot write the run's records: "
+                                            f"{exc.strerror or exc} (no further input sent)")
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", None)
         why = f"terminated by signal {signum}" if signum else "interrupted by the person"
@@ -161,13 +188,20 @@ class TaskRun:
             cache=GroundingCache(services.cache_dir or task.path.parent / CACHE_DIR,
                                  services.cache_mode),
             clock=services.clock, record=self.record, values=values,
-            baselines=task.path.parent / "baselines" / slug(task.name),
+            baselines=task.path.parent / "baselines" / baseline_folder(task.name),
             update_baselines=services.update_baselines,
             deadline=self.start + task.budget.timeout_s, settle_s=services.settle_s,
+            windows=services.windows,
             a11y=None if services.a11y is None else CachedTree(services.a11y))
+        self._windows_before: set[str] | None = None
 
     def open(self) -> None:
-        """Make the gate, launch the setup programs and wait for them (SetupError if not)."""
+        """Check the steps against the screen, make the gate, launch the setup programs and
+        wait for them (SetupError if any of that fails: before the first step)."""
+        geometry = self.services.screen.geometry()
+        problems = off_screen_steps(self.task, (geometry.pixel_width, geometry.pixel_height))
+        if problems:
+            raise SetupError("; ".join(problems))
         self.ctx.gate = _gate(self.task, self.services, self.record, self.ctx.values)
         for launch in self.task.setup.launch:
             self.launch(launch)
@@ -176,12 +210,17 @@ class TaskRun:
 
     def launch(self, launch: LaunchSpec) -> subprocess.Popen[bytes]:
         """Start a program for this task (SetupError if it cannot); it is stopped by close."""
+        if self._windows_before is None:  # the first launch: what was there before the task
+            self._windows_before = visible_windows(self.services.display)
         return self._stack.enter_context(_launched(launch, self.services, self.record,
                                                    self.ctx))
 
     def step(self, step: Step, on_step: Callable[[ScriptStep], None] | None = None
              ) -> tuple[ScriptStep, StepFailed | None]:
-        """Run one step and keep its record; the failure, if any, comes back beside it."""
+        """Run one step and keep its record; the failure, if any, comes back beside it.
+
+        OSError when the step list cannot be written: the caller stops before the next step.
+        """
         result, failure = run_step(step, len(self.steps) + 1, self.ctx)
         self.steps.append(result)
         self._write_steps()  # kept as it goes: a killed run still leaves its steps behind
@@ -190,12 +229,27 @@ class TaskRun:
         return result, failure
 
     def finish(self, status: TaskStatus, message: str) -> TaskResult:
-        """Write the steps and the task's result into its run directory."""
+        """Write the steps and the task's result into its run directory.
+
+        A record that cannot be written (a full disk) makes the task an error that says so;
+        the result still comes back, for the reports written elsewhere.
+        """
         message = self.record.redaction.text(message)
-        self._write_steps()
+        try:
+            self._write_steps()
+            lost = self.record.flush()
+        except OSError as exc:
+            lost, status = 0, TaskStatus.ERROR
+            message += f"; its records could not be written: {exc.strerror or exc}"
+        if lost and status is TaskStatus.PASSED:
+            status = TaskStatus.ERROR
+            message += f"; {lost} screenshot(s) could not be written"
         result = TaskResult(self.task.name, self.task.path, status, message, tuple(self.steps),
                             self.services.clock.now() - self.start, self.record.path)
-        self.record.finish_task(result.to_json())
+        try:
+            self.record.finish_task(result.to_json())
+        except OSError as exc:
+            log.warning("cannot write the result of %r: %s", self.task.name, exc)
         return result
 
     def _write_steps(self) -> None:
@@ -203,11 +257,14 @@ class TaskRun:
                                                 for s in self.steps])
 
     def close(self) -> None:
-        """Stop the launched programs, release held keys and buttons, drop the work folder."""
+        """Stop the launched programs, release held keys and buttons, drop the work folder,
+        and make sure no window the task opened is left for the next task to click."""
         try:
             self._stack.close()
         finally:
             release_all(self.services.device)
+        if self._windows_before is not None:
+            _no_windows_left(self.services.display, self._windows_before)
 
 
 def _gate(task: Task, services: Services, record: RunDir, values: dict[str, str]) -> Gate:
@@ -217,7 +274,7 @@ def _gate(task: Task, services: Services, record: RunDir, values: dict[str, str]
     the same text produced by the model in a ``do`` step is asked about.
     """
     supplied = [v for v in values.values() if v] + [
-        substitute(s.spec, values) for s in task.steps if s.kind == "type"]
+        substitute(s.spec.text, values) for s in task.steps if s.kind == "type"]
     try:
         policy = Policy(scope=Scope(region=task.scope.region, windows=task.scope.windows),
                         allow=task.allow, reader=services.reader, windows=services.windows,
@@ -262,9 +319,12 @@ def _launched(launch: LaunchSpec, services: Services, record: RunDir,
     log_path = record.path / f"launch-{slug(Path(argv[0]).name)}.log"
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
+        # A session (and process group) of its own, stopped whole at teardown; and it dies
+        # with this process if this one is killed outright.
         proc = subprocess.Popen(argv, env={**display_env(services.display), **env},
                                 stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
-                                start_new_session=True)
+                                start_new_session=True,
+                                preexec_fn=die_with_parent)  # noqa: PLW1509 (a prctl only)
     except OSError as exc:
         raise SetupError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
     finally:
@@ -274,20 +334,38 @@ def _launched(launch: LaunchSpec, services: Services, record: RunDir,
             _wait_setup(wait, services, ctx, proc)
         yield proc
     finally:
-        stop_process(proc)
+        stop_group(proc)
 
 
 def _wait_setup(wait: WaitForWindow, services: Services, ctx: StepContext,
                 proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait for a setup window or text, never past the task's deadline.
+
+    A window counts once it is mapped (viewable) and the screen has stopped changing (it is
+    drawn). On a private display, which has no window manager and whose focus follows the
+    pointer, the pointer is rested on it so that typed keys reach it.
+    """
+    timeout = ctx.bounded(wait.timeout_s)
+    cut = "" if timeout >= wait.timeout_s else " (cut short by the task's budget timeout_s)"
     if wait.window is not None:
+        started = services.clock.now()
         try:
-            wait_for_window(services.display, wait.window, timeout_s=wait.timeout_s)
+            window = wait_for_window(services.display, wait.window, timeout_s=timeout)
         except DisplayError as exc:
             exited = "" if proc is None or proc.poll() is None else \
                 f" (the program exited with status {proc.returncode})"
-            raise SetupError(f"{exc}{exited}") from None
+            raise SetupError(f"{exc}{exited}{cut}") from None
+        # Without a window manager the focus follows the pointer: rest it on the new window.
+        if is_private(services.display) and not point_at_window(services.display, window):
+            log.warning("could not move the pointer onto window %s (%r)", window, wait.window)
+        left = max(0.0, timeout - (services.clock.now() - started))
+        settled = wait_stable(services.screen, services.clock, timeout_s=min(left, SETTLE_S),
+                              quiet_frames=3)
+        if not settled.stable:
+            log.info("the screen still changed %.1fs after %r appeared", settled.seconds,
+                     wait.window)
         return
-    deadline = services.clock.now() + wait.timeout_s
+    deadline = services.clock.now() + timeout
     query = substitute(wait.text or "", ctx.values)
     while True:
         try:
@@ -295,5 +373,38 @@ def _wait_setup(wait: WaitForWindow, services: Services, ctx: StepContext,
             return
         except TextLookupError as exc:
             if services.clock.now() >= deadline:
-                raise SetupError(f"{exc} within {wait.timeout_s:g}s") from None
-        services.clock.sleep(0.3)
+                raise SetupError(f"{exc} within {timeout:g}s{cut}") from None
+        services.clock.sleep(min(0.3, max(0.0, deadline - services.clock.now())))
+
+
+SETTLE_S = 5.0  # at most, for a window that appeared to be drawn and still
+WINDOWS_GONE_S = 2.0  # for the windows of stopped programs to disappear
+
+
+def off_screen_steps(task: Task, size: tuple[int, int]) -> list[str]:
+    """A reason for every point and region of the task that is not on a screen of ``size``."""
+    problems = []
+    if task.scope.region is not None and (why := off_screen(task.scope.region, size)):
+        problems.append(f"scope: {why}")
+    for step in task.steps:
+        for name in ("at", "region"):
+            value = getattr(step.spec, name, None) if isinstance(step.spec, SpecModel) else None
+            if value is not None and (why := off_screen(tuple(value), size)):
+                problems.append(f"step {step.position + 1} (line {step.line}) {name}: {why}")
+    return problems
+
+
+def _no_windows_left(display: str, before: set[str]) -> None:
+    """Wait for the windows the task opened to go; close what is left on a private display."""
+    deadline = time.monotonic() + WINDOWS_GONE_S
+    while (left := visible_windows(display) - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not left:
+        return
+    if is_private(display):
+        log.warning("%d window(s) of the finished task were still open; closing them",
+                    len(left))
+        close_windows(display, left)
+    else:
+        log.warning("%d window(s) opened during the task are still on %s (not closed: the "
+                    "display is not deskpilot's own)", len(left), display)

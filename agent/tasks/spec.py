@@ -6,10 +6,11 @@ with its spec and handler, and :mod:`.file` reads YAML into these objects.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,10 +25,8 @@ Seconds = Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]
 Coord = Annotated[int, Field(ge=0, le=100_000)]
 PixelRegion = tuple[Coord, Coord, Coord, Coord]
 
-# The specs of the step kinds that take one plain value: the text of a ``type`` step, the key
-# or chord of a ``key`` step (ctrl+s), the seconds of a ``wait`` step, and the words of a ``do``
-# or ``check`` step for the model.
-TypeText = Text
+# The specs of the step kinds that take one plain value: the key or chord of a ``key`` step
+# (ctrl+s), the seconds of a ``wait`` step, and the words of a ``do`` or ``check`` step.
 KeyChord = Annotated[str, Field(min_length=1, max_length=48)]
 WaitSeconds = Annotated[float, Field(ge=0, le=600, allow_inf_nan=False)]
 Instruction = Text
@@ -46,6 +45,37 @@ def _check_region(region: PixelRegion | None) -> PixelRegion | None:
 
 
 Role = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+# What a ``type`` step may hold besides printable text: a new line (enter) and a tab. Any other
+# control character would press a key nobody wrote (escape, backspace) or nothing at all.
+_TYPE_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+IntervalMs = Annotated[int, Field(ge=0, le=1000)]
+DEFAULT_TYPING_INTERVAL_MS = 20  # measured on xcalc and xedit: see docs/tasks.md, "Typing"
+
+
+def _typeable(text: str) -> str:
+    bad = _TYPE_CONTROLS.search(text)
+    if bad is not None:
+        raise ValueError(f"control character U+{ord(bad.group()):04X} at position "
+                         f"{bad.start()}; a type step types text (newline and tab allowed), "
+                         "use a key step for other keys")
+    return text
+
+
+class TypeSpec(SpecModel):
+    """Text to type, and the pause between characters (``interval_ms``, else the task's)."""
+
+    text: Text
+    interval_ms: IntervalMs | None = None
+
+    _text = field_validator("text")(_typeable)
+
+
+class TypingSpec(SpecModel):
+    """How a task types: the pause between characters, for apps that drop fast keys."""
+
+    interval_ms: IntervalMs = DEFAULT_TYPING_INTERVAL_MS
 
 
 class ClickSpec(SpecModel):
@@ -227,6 +257,7 @@ class Task:
     variables: Mapping[str, Variable]
     allow: frozenset[str]
     steps: tuple[Step, ...]
+    typing: TypingSpec = field(default_factory=TypingSpec)
 
     @property
     def needs_model(self) -> bool:
@@ -238,6 +269,18 @@ class Task:
         """The values that must never reach a record (longest first, for replacement)."""
         return tuple(sorted((v.value for v in self.variables.values() if v.secret and v.value),
                             key=len, reverse=True))
+
+
+def baseline_folder(name: str) -> str:
+    """The folder of a task's baselines: its name made file-system safe, unique per name.
+
+    A name with characters that do not survive that (accents, CJK, ``/``) gets a short hash of
+    the whole name, so "Café" and "Cafè" do not share one folder of baselines.
+    """
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.").lower()[:60] or "task"
+    if re.fullmatch(r"[A-Za-z0-9_.-]+( [A-Za-z0-9_.-]+)*", name) and len(name) <= 60:
+        return safe
+    return f"{safe}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:10]}"
 
 
 def substitute(text: str, values: Mapping[str, str]) -> str:

@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from deskpilot.actions.keys import ChordError, UnknownKeyError, parse_chord
 from deskpilot.agent.records import StepRecord
 from deskpilot.agent.tasks import act, ask, check
-from deskpilot.agent.tasks.kit import Draft, StepContext, StepFailed, keep_candidates
+from deskpilot.agent.tasks.kit import Draft, StepContext, StepFailed, grab, keep
 from deskpilot.agent.tasks.results import ScriptStep
 from deskpilot.agent.tasks.spec import (
     ClickSpec,
@@ -22,11 +23,12 @@ from deskpilot.agent.tasks.spec import (
     ScrollSpec,
     Step,
     TextSpec,
-    TypeText,
+    TypeSpec,
     WaitSeconds,
 )
 
 S = TypeVar("S")
+log = logging.getLogger(__name__)
 
 
 def _never(spec: object) -> bool:
@@ -71,7 +73,7 @@ def _click_needs_model(spec: ClickSpec) -> bool:
 
 STEPS: dict[str, StepKind[Any]] = {
     "click": StepKind(ClickSpec, act.click, needs_model=_click_needs_model, shorthand="text"),
-    "type": StepKind(TypeText, act.type_text),
+    "type": StepKind(TypeSpec, act.type_text, shorthand="text"),
     "key": StepKind(KeyChord, act.key, check=_known_chord),
     "scroll": StepKind(ScrollSpec, act.scroll),
     "wait": StepKind(WaitSeconds, act.wait),
@@ -89,23 +91,37 @@ STEPS: dict[str, StepKind[Any]] = {
 
 def run_step(step: Step, index: int, ctx: StepContext) -> tuple[ScriptStep, StepFailed | None]:
     """Run one step. Failures come back as a failed record, never raised, with the
-    :class:`StepFailed` beside it (its class says which kind of failure it was)."""
+    :class:`StepFailed` beside it (its class says which kind of failure it was).
+
+    Every failed step has a screenshot: the one it took, or else the screen as it failed.
+    """
     draft, start = Draft(), ctx.clock.now()
+    # The label as it ran: variables filled in (a query may have set them just before),
+    # secrets hidden.
+    label = ctx.shown(step.label)
     failure: StepFailed | None = None
     try:
         STEPS[step.kind].run(step, ctx, draft)
     except StepFailed as exc:
         failure, draft.message = exc, str(exc)
-        if draft.screenshot is None:  # where it looked, with what it found nearest
-            keep_candidates(ctx, draft, f"step-{step.position + 1:03d}-candidates")
-    passed = failure is None
+        if draft.screenshot is None:
+            _keep_evidence(step, ctx, draft)
     hide = ctx.record.redaction
     return ScriptStep(
-        index=index, kind=step.kind, label=hide.text(step.label), file_line=step.line,
-        passed=passed, message=hide.text(draft.message), source=draft.source, box=draft.box,
-        point=draft.point, screenshot=draft.screenshot, diff=draft.diff,
-        seconds=ctx.clock.now() - start, timings=dict(draft.timings),
+        index=index, kind=step.kind, label=hide.text(label), file_line=step.line,
+        passed=failure is None, message=hide.text(draft.message), source=draft.source,
+        box=draft.box, point=draft.point, screenshot=draft.screenshot, diff=draft.diff,
+        baseline=draft.baseline, seconds=ctx.clock.now() - start, timings=dict(draft.timings),
         model_text=hide.text(draft.model_text),
-        candidates=tuple(hide.text(c) for c in draft.candidates),
+        candidates=tuple(replace(c, text=hide.text(c.text)) for c in draft.candidates),
         agent_steps=tuple(StepRecord.from_json(hide.data(s.to_json())) if hide else s
                           for s in draft.agent_steps)), failure
+
+
+def _keep_evidence(step: Step, ctx: StepContext, draft: Draft) -> None:
+    """The screen as a step failed, for the report and the JUnit case; a screen that cannot be
+    read any more (the display went away) leaves the step without one, and the log says so."""
+    try:
+        keep(ctx, draft, grab(ctx, draft), f"step-{step.position + 1:03d}")
+    except Exception as exc:  # the step already failed; its own reason is the one to report
+        log.warning("no screenshot of failed step %d: %s", step.position + 1, exc)

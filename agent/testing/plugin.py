@@ -191,7 +191,7 @@ class TaskItem(pytest.Item):
         if failed is not None:
             lines.append(f"  step {failed.index} at line {failed.file_line}: {failed.label}")
             if failed.candidates:
-                lines.append(f"  candidates: {'; '.join(failed.candidates[:5])}")
+                lines.append(f"  candidates: {'; '.join(c.text for c in failed.candidates[:5])}")
             if failed.screenshot and result.run_dir is not None:
                 lines.append(f"  screenshot: {result.run_dir / failed.screenshot}")
         if result.run_dir is not None:

@@ -17,14 +17,17 @@ def chromium() -> str | None:
                  if (found := shutil.which(name))), None)
 
 
-def render(page: Path, png: Path, size: tuple[int, int], work: Path) -> np.ndarray:
-    """Draw ``page`` at ``size`` into ``png`` and return its RGB pixels."""
+def render(page: Path, png: Path, size: tuple[int, int], work: Path, *,
+           fragment: str = "") -> np.ndarray:
+    """Draw ``page`` (scrolled to ``#fragment`` when given) at ``size`` into ``png`` and return
+    its RGB pixels."""
     binary = chromium()
     assert binary is not None, "no chromium binary (apt-get install chromium)"
     argv = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
             "--no-first-run", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--hide-scrollbars", f"--user-data-dir={work / 'profile'}",
-            f"--window-size={size[0]},{size[1]}", f"--screenshot={png}", page.as_uri()]
+            f"--window-size={size[0]},{size[1]}", f"--screenshot={png}",
+            page.as_uri() + (f"#{fragment}" if fragment else "")]
     # A private HOME keeps Chromium's caches and crash reports out of the user's.
     env = {**os.environ, "HOME": str(work)}
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, cwd=work,

@@ -1,0 +1,1 @@
+"""Evaluations of the model on labelled data: grounding accuracy on ScreenSpot-format sets."""
