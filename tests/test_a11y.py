@@ -1,14 +1,12 @@
 """Accessibility grounding with fakes: names and roles, the tree before OCR, the gate's reuse of
-the label the step found (reads counted), and a failing step's outlined candidates."""
+the label the step found (reads counted), and a failing step's candidates from both sources."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from deskpilot.actions.executor import RecordingDevice
 from deskpilot.agent.tasks.cache import CacheMode
@@ -57,10 +55,12 @@ def test_a_name_finds_one_element_and_a_button_beats_a_label_of_the_same_text() 
     assert find_element(items, "Yes", region=(0, 250, 200, 400)) is LABEL_YES
 
 
-def test_element_at_takes_the_innermost_box() -> None:
+def test_element_at_takes_the_innermost_box_and_never_a_window() -> None:
     window = A11yElement("Question", "dialog", frozenset(), (0, 0, 800, 600), "Question")
-    assert element_at([window, BUTTON_YES], 310, 110) is BUTTON_YES
-    assert element_at([window, BUTTON_YES], 10, 10) is window
+    group = A11yElement("Answer", "label", frozenset(), (0, 0, 800, 200), "Question")
+    assert element_at([window, group, BUTTON_YES], 310, 110) is BUTTON_YES
+    assert element_at([window, group, BUTTON_YES], 10, 10) is group
+    assert element_at([window, BUTTON_YES], 10, 10) is None  # a title is not a label
     assert element_at([BUTTON_YES], 10, 10) is None
 
 
@@ -138,7 +138,7 @@ def test_name_without_a_tree_fails_and_says_so(tmp_path: Path) -> None:
     assert "no accessibility tree" in result.message
 
 
-def test_a_failing_step_names_candidates_of_both_sources_and_outlines_them(
+def test_a_failing_step_names_candidates_of_both_sources_with_their_boxes(
         tmp_path: Path) -> None:
     reader = FakeReader(lines(SAVE))
     svc = with_tree(services(tmp_path, draw(SAVE), reader, mode=CacheMode.OFF),
@@ -146,14 +146,15 @@ def test_a_failing_step_names_candidates_of_both_sources_and_outlines_them(
     result = run_task(load_task(task_file(tmp_path, "steps:\n  - click: Print\n")), svc)
     assert result.status is TaskStatus.FAILED
     step = result.steps[0]
-    assert any("(a11y)" in c for c in step.candidates)
-    assert any(c == "'Save' (ocr)" for c in step.candidates)
-    assert step.screenshot is not None
-    shot = np.asarray(Image.open(result.run_dir / step.screenshot))
-    outlined = np.all(shot == (255, 0, 255), axis=2)
-    assert outlined[98:101, 300:380].any()  # around the a11y "Yes" (300, 100, 380, 130)
-    assert outlined.any(axis=0)[105:150].any()  # and around OCR's "Save" near x 110..138
-    assert steps_of(result.run_dir)[0]["screenshot"] == step.screenshot
+    by_source = {c.via: c for c in step.candidates}
+    assert by_source["a11y push button"].text == "Yes"
+    assert by_source["a11y push button"].box == BUTTON_YES.box  # the report outlines these
+    assert by_source["ocr"].text == "Save" and by_source["ocr"].box is not None
+    assert "(a11y push button)" in str(by_source["a11y push button"])
+    assert step.screenshot is not None and (result.run_dir / step.screenshot).is_file()
+    recorded = steps_of(result.run_dir)[0]
+    assert recorded["screenshot"] == step.screenshot
+    assert {c["via"] for c in recorded["candidates"]} == {"ocr", "a11y push button"}
 
 
 def test_a_cache_hit_verifies_its_label_on_the_tree_without_ocr(tmp_path: Path) -> None:

@@ -23,7 +23,8 @@ from deskpilot.grounding.xvfb import display_env, launched, run_display
 
 ROOT = Path(__file__).parent.parent
 GTK = ROOT / "tests" / "data" / "gtk"
-APPS = ("Xvfb", "xdotool", "dbus-daemon", "galculator", "zenity", "mousepad", "xcalc")
+APPS = ("Xvfb", "xdotool", "dbus-daemon", "galculator", "zenity", "mousepad", "xcalc", "xedit",
+        "xmessage")
 pytestmark = [
     pytest.mark.display,
     pytest.mark.skipif(not all(shutil.which(p) for p in APPS),
@@ -74,22 +75,43 @@ def test_zenity_yes_and_no_are_read_on_a_full_1080p_screen(display: str) -> None
     assert find_text(lines, "Yes").text == "Yes"
 
 
-def test_incremental_reads_equal_full_reads_on_a_recorded_sequence(display: str) -> None:
+def _key(display: str, window: str, *keys: str) -> None:
+    subprocess.run(["xdotool", "search", "--name", window, "windowfocus", "key", *keys],
+                   env=display_env(display), check=False, timeout=10)
+    time.sleep(0.4)
+
+
+def test_incremental_reads_equal_full_reads_on_a_recorded_sequence(display: str,
+                                                                   tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Meeting notes\n", encoding="utf-8")
     frames = []
-    with launched(["xcalc", "-geometry", "+300+200"], display, window="Calculator"):
+    with launched(["xcalc", "-geometry", "+300+200"], display, window="Calculator"), \
+            launched(["xedit", "-geometry", "600x300+900+200", str(notes)], display,
+                     window="xedit"):
         time.sleep(0.5)
         frames.append(grab())
-        for key in ("7", "8", "plus"):
-            subprocess.run(["xdotool", "search", "--name", "Calculator", "windowfocus",
-                            "key", key], env=display_env(display), check=False)
-            time.sleep(0.4)
+        for key in ("7", "8", "9"):  # xcalc's display changes; xedit beside it does not
+            _key(display, "Calculator", key)
             frames.append(grab())
-    assert any(not np.array_equal(frames[0], f) for f in frames[1:])
+        _key(display, "xedit", "End", "B", "u", "y")  # xedit's text changes; xcalc's does not
+        frames.append(grab())
+        with launched(["xmessage", "-geometry", "+300+700", "Backup finished"], display,
+                      window="xmessage"):
+            time.sleep(0.5)
+            frames.append(grab())  # a window appears where the screen was empty
+        time.sleep(0.3)
+        frames.append(grab())  # ... and goes away
+    same = [i for i, (a, b) in enumerate(zip(frames, frames[1:], strict=False)) if np.array_equal(a, b)]
+    assert not same, same
     kept, fresh = RapidOcrReader(), RapidOcrReader(incremental=False)
     for rgb in frames:
         assert kept.read(rgb) == fresh.read(rgb)
-    assert kept.stats.bands_reused > 0 and kept.stats.crops_reused > 0
-    assert fresh.stats.bands_reused == 0 and fresh.stats.crops_reused == 0
+    assert find_text(kept.read(frames[-2]), "Backup finished").text == "Backup finished"
+    # Unchanged bands, unchanged segments of changed bands, and seen line crops were reused.
+    assert kept.stats.bands_reused > 0 and kept.stats.segments_reused > 0
+    assert kept.stats.crops_reused > 0
+    assert fresh.stats.bands_reused == fresh.stats.segments_reused == fresh.stats.crops_reused == 0
 
 
 def test_inspect_lists_accessible_elements_and_ocr_text_with_their_steps(

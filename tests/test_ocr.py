@@ -14,6 +14,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from deskpilot.grounding.capture import MssScreen
 from deskpilot.grounding.ocr import (
+    GUTTER,
+    SEGMENT_CONTEXT,
     FakeReader,
     OcrError,
     PixelBox,
@@ -24,6 +26,7 @@ from deskpilot.grounding.ocr import (
     clip_region,
     context_crop,
     quad_to_box,
+    segments,
 )
 from deskpilot.grounding.textmatch import find_text
 from deskpilot.grounding.xvfb import launched
@@ -145,7 +148,10 @@ def test_reading_prints_nothing(capfd: pytest.CaptureFixture[str],
 
 def test_missing_models_raise_ocr_error(tmp_path: Path) -> None:
     with pytest.raises(OcrError, match="missing") as info:
-        RapidOcrReader(model_dir=tmp_path).read(np.zeros((40, 40, 3), np.uint8))
+        # Something drawn: a one-colour image holds no text and needs no engine to say so.
+        image = np.zeros((40, 40, 3), np.uint8)
+        image[10:30, 5:35] = 255
+        RapidOcrReader(model_dir=tmp_path).read(image)
     assert isinstance(info.value, RuntimeError)
     assert str(tmp_path) in str(info.value)
 
@@ -244,3 +250,37 @@ def test_ac_lands_on_xcalcs_ac_button(apps_screen: list[TextLine]) -> None:
     # AC is the last button of xcalc's first row, under the display (~226 pixels wide window).
     assert CALC_AT[0] + 180 < cx < CALC_AT[0] + 226, match
     assert CALC_AT[1] + 60 < cy < CALC_AT[1] + 95, match
+
+
+def test_a_band_splits_into_segments_at_wide_one_colour_gutters() -> None:
+    band = np.zeros((64, 1000, 3), np.uint8)
+    band[10:20, 100:150] = 255           # a word
+    band[10:20, 150 + GUTTER - 1:260] = 255  # a gap one column short of a gutter: same segment
+    band[30:40, 600:700] = (20, 200, 20)  # far to the right: a segment of its own
+    found = segments(band)
+    assert len(found) == 2
+    left, right = found
+    assert left.x0 <= 100 - SEGMENT_CONTEXT and left.x1 >= 260 + SEGMENT_CONTEXT
+    assert right.x0 <= 600 - SEGMENT_CONTEXT and right.x1 >= 700 + SEGMENT_CONTEXT
+    assert left.x1 <= 600 and right.x0 >= 260  # contexts hold only gutter pixels
+    for segment in found:
+        assert (segment.x1 - segment.x0) % 32 == 0 and 0 <= segment.x0 < segment.x1 <= 1000
+    # Every column is owned by exactly one segment, split in the middle of the gutter.
+    assert (left.own0, left.own1, right.own0, right.own1) == (0, 430, 430, 1000)
+
+
+def test_a_one_colour_band_has_no_segments_and_is_not_read(reader: RapidOcrReader) -> None:
+    assert segments(np.full((64, 500, 3), 37, np.uint8)) == []
+    columns = np.zeros((64, 500, 3), np.uint8)
+    columns[:, ::2] = 255  # every column one colour top to bottom: stripes, no text
+    assert segments(columns) == []
+    before = reader.stats.segments_read
+    assert reader.read(np.full((600, 800, 3), 200, np.uint8)) == []
+    assert reader.stats.segments_read == before
+
+
+def test_a_segment_at_the_right_edge_is_widened_leftwards() -> None:
+    band = np.zeros((64, 300, 3), np.uint8)
+    band[10:20, 290:299] = 255
+    (only,) = segments(band)
+    assert only.x1 == 300 and (only.x1 - only.x0) % 32 == 0 and only.x0 <= 290 - SEGMENT_CONTEXT

@@ -370,7 +370,7 @@ def test_a_target_that_is_not_found_keeps_its_screenshot_and_the_closest_texts(
     assert svc.device.calls == [] or all(  # type: ignore[attr-defined]
         c[0] in {"button_up", "key_up"} for c in svc.device.calls)  # type: ignore[attr-defined]
     line = json.loads((result.run_dir / "steps.jsonl").read_text().splitlines()[0])
-    assert line["candidates"][0] == {"text": "Save", "box": list(lines(SAVE)[0].box)}
+    assert line["candidates"][0] == {"text": "Save", "box": list(lines(SAVE)[0].box), "via": "ocr"}
 
 
 def test_every_failed_step_has_a_screenshot(tmp_path: Path) -> None:

@@ -175,3 +175,40 @@ def test_not_found_on_an_empty_screen() -> None:
 def test_empty_query_is_refused(query: str) -> None:
     with pytest.raises(ValueError, match="empty"):
         find_text(SCREEN, query)
+
+
+# A label as the screen shows it (or as OCR misreads it), and what a task file writes for it.
+LOOKALIKE_PAIRS = [
+    ("\N{MULTIPLICATION SIGN}", "*"), ("\N{MULTIPLICATION X}", "*"),
+    ("\N{HEAVY MULTIPLICATION X}", "*"), ("\N{ASTERISK OPERATOR}", "*"),
+    ("\N{DIVISION SIGN}", "/"), ("\N{DIVISION SLASH}", "/"),
+    ("\N{MINUS SIGN}", "-"), ("\N{EN DASH}", "-"), ("\N{EM DASH}", "-"),
+    ("\N{CJK UNIFIED IDEOGRAPH-4E00}", "-"),          # OCR's "one" for a bar
+    ("\N{CJK UNIFIED IDEOGRAPH-4E8C}", "="),          # OCR's "two" for an equals sign
+    ("\N{CJK UNIFIED IDEOGRAPH-5341}", "+"),          # OCR's "ten" for a plus
+    ("\N{FULLWIDTH EQUALS SIGN}", "="), ("\N{FULLWIDTH PLUS SIGN}", "+"),
+    ("\N{FULLWIDTH LEFT PARENTHESIS}", "("), ("\N{FULLWIDTH RIGHT PARENTHESIS}", ")"),
+    ("\N{FULLWIDTH ASTERISK}", "*"), ("\N{FULLWIDTH SOLIDUS}", "/"),
+    ("\uff33\uff41\uff56\uff45", "Save"),             # full-width letters
+    ("7 \N{MULTIPLICATION SIGN} 8", "7 * 8"), ("x\N{SUPERSCRIPT TWO}", "x2"),
+]
+
+
+@pytest.mark.parametrize(("shown", "written"), LOOKALIKE_PAIRS)
+def test_a_lookalike_label_is_found_by_its_ascii_form_and_back(shown: str,
+                                                                written: str) -> None:
+    screen = [word_line((100, 100, 130, 120), shown), word_line((200, 100, 230, 120), "AC")]
+    match = find_text(screen, written)
+    assert (match.box, match.how) == ((100, 100, 130, 120), "casefold")
+    back = find_text([word_line((100, 100, 130, 120), written)], shown)
+    assert back.how == "casefold"
+
+
+@pytest.mark.parametrize(("shown", "written"), [
+    ("x", "*"), ("X", "\N{MULTIPLICATION SIGN}"), ("-", "="), ("+", "-"), ("/", "\\"),
+    ("=", "\N{CJK UNIFIED IDEOGRAPH-5341}"), ("1", "-"),
+])
+def test_symbols_that_only_resemble_each_other_do_not_fold_together(shown: str,
+                                                                    written: str) -> None:
+    with pytest.raises(TextNotFound):
+        find_text([word_line((100, 100, 130, 120), shown)], written, fuzzy_cutoff=1.0)

@@ -8,7 +8,8 @@ collects the JSON each prints.
 *ours* is the agent's in-process hot path with the model left out: mss capture, preprocessing
 to the patch budget, building the prompt and the :class:`~models.runtime.Request` (the
 in-process runtime takes raw RGB, so nothing is encoded), parsing and validating a fixed click
-on xcalc's "AC" key, clicking it through :class:`~actions.executor.PyAutoGuiDevice`, and
+on xcalc's "AC" key, the safety gate's review of it (the label under the click read by OCR,
+the window under it asked of X11: what a model-grounded click pays), clicking it through :class:`~actions.executor.PyAutoGuiDevice`, and
 recording the step (queueing the screenshot for the PNG writer thread, and the trajectory
 line). The writer's own time is reported apart (``png_writer_ms_off_path``): in a live run it
 overlaps the model call.
@@ -36,8 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deskpilot.actions.approval import DenyAll
 from deskpilot.actions.executor import PyAutoGuiDevice, execute
+from deskpilot.actions.gate import Gate
 from deskpilot.actions.parse import parse_action
+from deskpilot.actions.policy import Policy, Scope
 from deskpilot.actions.schema import action_grammar, describe_actions, max_answer_chars
 from deskpilot.actions.types import summarize
 from deskpilot.actions.validate import validate
@@ -47,6 +51,8 @@ from deskpilot.agent.loop import HISTORY_STEPS
 from deskpilot.agent.records import Outcome, StepRecord, Timings
 from deskpilot.agent.rundir import RunDir
 from deskpilot.grounding.capture import MssScreen
+from deskpilot.grounding.ocr import RapidOcrReader
+from deskpilot.grounding.windows import open_window_probe
 from deskpilot.grounding.preprocess import DEFAULT_MAX_PATCHES, prepare
 from deskpilot.grounding.stable import wait_stable
 from deskpilot.grounding.xvfb import launched, run_display
@@ -60,7 +66,7 @@ CALC_AT = (400, 150)
 # position does not depend on the screen size). Clearing a calculator is harmless to repeat.
 AC_BOX = (589, 216, 614, 236)
 TASK = "Clear the calculator."
-OURS_PHASES = ("capture", "preprocess", "handoff", "validate", "act", "record")
+OURS_PHASES = ("capture", "preprocess", "handoff", "validate", "gate", "act", "record")
 NAIVE_PHASES = ("capture", "encode", "base64", "click")
 NAIVE_PAUSE_S = 0.1  # pyautogui.PAUSE's default: what a loop that never changes it pays
 WARMUP_STEPS = 2     # first calls open connections and fill caches; not timed
@@ -124,12 +130,15 @@ def bench_size(width: int, height: int, *, steps: int = 30,
         # The window is mapped before its keys are drawn: wait until the drawing is done.
         wait_stable(screen, SystemClock(), timeout_s=5.0)
         device = PyAutoGuiDevice()  # imports pyautogui, now bound to this display
-        ours = _Ours(screen, device, RunDir(tmp / "runs"), max_patches=max_patches,
+        record = RunDir(tmp / "runs")
+        ours = _Ours(screen, device, record, _gate(display, record), max_patches=max_patches,
                      size=(width, height))
         ours_laps = [ours.step(i) for i in range(1, WARMUP_STEPS + steps + 1)][WARMUP_STEPS:]
         naive = _Naive(*_naive_grabber())
         naive_laps = [naive.step() for _ in range(WARMUP_STEPS + steps)][WARMUP_STEPS:]
     ours_fig = _medians(ours_laps, OURS_PHASES)
+    ours_fig["total_without_gate_ms"] = round(statistics.median(
+        sum(s[p] for p in OURS_PHASES if p != "gate") for s in ours_laps), 2)
     ours_fig["png_writer_ms_off_path"] = round(
         statistics.median(s["png_writer"] for s in ours_laps), 2)
     naive_fig = _medians(naive_laps, NAIVE_PHASES)
@@ -163,12 +172,20 @@ class _Laps:
         self._last = now
 
 
+def _gate(display: str, record: RunDir) -> Gate:
+    """The gate a task in words runs behind, with nobody to ask (clearing xcalc asks nothing)."""
+    policy = Policy(scope=Scope(), reader=RapidOcrReader(), windows=open_window_probe(display),
+                    task_text=[TASK])
+    return Gate(policy, DenyAll(), record)
+
+
 class _Ours:
     """The agent's hot path without the model, one step per call."""
 
-    def __init__(self, screen: MssScreen, device: PyAutoGuiDevice, record: RunDir, *,
-                 max_patches: int, size: tuple[int, int]) -> None:
+    def __init__(self, screen: MssScreen, device: PyAutoGuiDevice, record: RunDir, gate: Gate,
+                 *, max_patches: int, size: tuple[int, int]) -> None:
         self._screen, self._device, self._record = screen, device, record
+        self._gate = gate
         self._max_patches = max_patches
         # Built once per run in the loop too.
         self._reference = describe_actions(None)
@@ -183,7 +200,7 @@ class _Ours:
         self.last_request = Request(prompt="")
 
     def step(self, index: int) -> dict[str, float]:
-        """One timed step: capture, preprocess, handoff, validate, act, record."""
+        """One timed step: capture, preprocess, handoff, validate, gate, act, record."""
         lap = _Laps()
         frame = self._screen.grab()
         lap("capture")
@@ -196,6 +213,10 @@ class _Ours:
         lap("handoff")
         resolved = validate(parse_action(self._answer), image.view)
         lap("validate")
+        concern = self._gate.check(resolved, frame)
+        if concern is not None:
+            raise BenchError(f"the gate stopped the benchmark's click: {concern.reason}")
+        lap("gate")
         execute(resolved, self._device)
         lap("act")
         shot = self._record.save_screenshot(index, frame.rgb)

@@ -6,6 +6,7 @@ import logging
 import time
 
 from deskpilot.actions.executor import untypeable
+from deskpilot.actions.labels import affirmative
 from deskpilot.actions.policy import KnownText
 from deskpilot.actions.text import plural
 from deskpilot.actions.types import Click, Key, Scroll, Type
@@ -33,7 +34,6 @@ from deskpilot.grounding.a11y import (
     A11yElement,
     A11yError,
     A11yLookupError,
-    element_at,
     find_element,
 )
 from deskpilot.grounding.capture import Frame
@@ -74,17 +74,42 @@ def _elements(ctx: StepContext, draft: Draft, frame: Frame) -> list[A11yElement]
         return None
     finally:
         lap(draft, "a11y", t)
+    return [e for e in (_on_frame(e, frame) for e in found) if e is not None]
+
+
+def _on_frame(element: A11yElement, frame: Frame) -> A11yElement | None:
+    """``element`` with its box in frame pixels, clipped; None when it is off the frame."""
     screen = frame.screen
-    out = []
-    for e in found:
-        x1, y1, x2, y2 = (round((e.box[0] - screen.left) * screen.scale),
-                          round((e.box[1] - screen.top) * screen.scale),
-                          round((e.box[2] - screen.left) * screen.scale),
-                          round((e.box[3] - screen.top) * screen.scale))
-        x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, frame.width), min(y2, frame.height)
-        if x2 > x1 and y2 > y1:
-            out.append(A11yElement(e.name, e.role, e.states, (x1, y1, x2, y2), e.window))
-    return out
+    b = element.box
+    x1, y1, x2, y2 = (round((b[0] - screen.left) * screen.scale),
+                      round((b[1] - screen.top) * screen.scale),
+                      round((b[2] - screen.left) * screen.scale),
+                      round((b[3] - screen.top) * screen.scale))
+    x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, frame.width), min(y2, frame.height)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return A11yElement(element.name, element.role, element.states, (x1, y1, x2, y2),
+                       element.window)
+
+
+def _element_on(ctx: StepContext, draft: Draft, frame: Frame, box: PixelBox
+                ) -> A11yElement | None:
+    """The accessible element at the centre of ``box`` (frame pixels), asked at that point
+    alone: a cache hit does not walk the whole tree."""
+    if ctx.a11y is None:
+        return None
+    screen = frame.screen
+    x = screen.left + int((box[0] + box[2]) / 2 / screen.scale)
+    y = screen.top + int((box[1] + box[3]) / 2 / screen.scale)
+    t = time.perf_counter()
+    try:
+        found = ctx.a11y.at(frame.rgb, x, y)
+    except A11yError as exc:
+        log.info("the accessibility tree did not answer: %s", exc)
+        return None
+    finally:
+        lap(draft, "a11y", t)
+    return None if found is None else _on_frame(found, frame)
 
 
 def _known_element(element: A11yElement, elements: list[A11yElement]) -> KnownText:
@@ -248,12 +273,14 @@ LABEL_MARGIN = 4  # pixels read around a target's box when its label is read aga
 def _label_on(ctx: StepContext, draft: Draft, frame: Frame, box: PixelBox) -> str:
     """The label on a target's box: the name of the accessible element there, else the text
     OCR reads on it, in reading order ("" when there is none)."""
-    elements = _elements(ctx, draft, frame)
-    if elements:
-        element = element_at(elements, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-        if element is not None:
-            draft.known = _known_element(element, elements)
-            return element.name
+    element = _element_on(ctx, draft, frame, box)
+    if element is not None:
+        # A bare "Yes" is judged by its window's texts: those need the whole tree.
+        elements = _elements(ctx, draft, frame) if affirmative(element.name) else None
+        draft.known = _known_element(element, elements) if elements else \
+            KnownText((TextLine(element.name, element.box, 1.0),), element.box,
+                      label=element.name)
+        return element.name
     x1, y1, x2, y2 = box
     area = clip_region((x1 - LABEL_MARGIN, y1 - LABEL_MARGIN, x2 + LABEL_MARGIN,
                         y2 + LABEL_MARGIN), frame.width, frame.height)
