@@ -127,6 +127,26 @@ class X11WindowProbe:
         """
         return self._call(lambda display: self._under(x, y))
 
+    def windows(self) -> list[WindowInfo]:
+        """The viewable top-level windows' clients, topmost first, with their boxes."""
+        return self._call(self._windows)
+
+    def _windows(self, display: Display) -> list[WindowInfo]:
+        from Xlib import X
+        from Xlib import error as xerror
+
+        out = []
+        for child in reversed(self._root.query_tree().children):
+            try:
+                if child.get_attributes().map_state != X.IsViewable:
+                    continue
+            except xerror.BadWindow:
+                continue  # gone while we looked
+            info = self._client_of(child)
+            out.append(info if info.box is not None else
+                       WindowInfo(info.id, info.title, info.wm_class, _box(child)))
+        return out
+
     def _call(self, ask: Callable[[Display], _T]) -> _T:
         from Xlib import error as xerror
 
@@ -192,8 +212,9 @@ def _box(window: Any) -> PixelBox | None:
 
     try:
         geometry = window.get_geometry()
-        root = window.display.screen().root
-        origin = root.translate_coords(window, 0, 0)
+        # The window's root from the server (a window's ``display`` here is the low-level
+        # connection, which has no screens to ask).
+        origin = geometry.root.translate_coords(window, 0, 0)
     except (xerror.XError, AttributeError):
         return None
     return (origin.x, origin.y, origin.x + geometry.width, origin.y + geometry.height)

@@ -66,6 +66,20 @@ def test_under_finds_xcalc_and_xedit(probe: X11WindowProbe) -> None:
     assert probe.under(EDIT_AT[0] + 20, EDIT_AT[1] + 10) == edit
 
 
+def test_windows_are_listed_with_their_boxes(probe: X11WindowProbe) -> None:
+    # The box is where the window is (the prompt check reads only there; inspect --window).
+    edit = probe.under(*INSIDE_EDIT)
+    assert edit is not None and edit.box is not None
+    x1, y1, x2, y2 = edit.box
+    assert abs(x1 - EDIT_AT[0]) <= 2 and abs(y1 - EDIT_AT[1]) <= 2
+    assert (x2 - x1, y2 - y1) == EDIT_SIZE
+    listed = {w.title: w for w in probe.windows()}
+    assert {"Calculator", "xedit"} <= set(listed)
+    assert listed["xedit"].box == edit.box
+    calc = listed["Calculator"].box
+    assert calc is not None and calc[0] <= INSIDE_CALC[0] < calc[2]
+
+
 def test_under_the_bare_desktop_is_none(probe: X11WindowProbe) -> None:
     assert probe.under(*DESKTOP) is None
     assert probe.under(100_000, 5) is None
