@@ -13,6 +13,7 @@ Everything here is optional: without a session bus, an accessibility bus or jeep
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
@@ -63,10 +64,12 @@ class A11yElement:
     box: PixelBox
     window: str
 
-    def step(self) -> str:
-        """The task-file line that targets this element."""
-        name = self.name.replace("\\", "\\\\").replace('"', '\\"')
-        return f'click: {{name: "{name}", role: {self.role}}}'
+    def step(self, region: Sequence[int] | None = None) -> str:
+        """The task-file line that targets this element, narrowed to ``region`` when given
+        (the name quoted as JSON, which YAML reads back as it was)."""
+        where = "" if region is None else f", region: {list(region)}"
+        return (f"click: {{name: {json.dumps(self.name, ensure_ascii=False)}, "
+                f"role: {self.role}{where}}}")
 
 
 class A11yTree(Protocol):

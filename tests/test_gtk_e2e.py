@@ -5,6 +5,7 @@ sequence; and ``deskpilot inspect`` on the live screen."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -102,8 +103,8 @@ def test_incremental_reads_equal_full_reads_on_a_recorded_sequence(display: str,
             frames.append(grab())  # a window appears where the screen was empty
         time.sleep(0.3)
         frames.append(grab())  # ... and goes away
-    same = [i for i, (a, b) in enumerate(zip(frames, frames[1:], strict=False)) if np.array_equal(a, b)]
-    assert not same, same
+    same = [i for i, (a, b) in enumerate(itertools.pairwise(frames)) if np.array_equal(a, b)]
+    assert not same, f"frames {same} did not change the screen"
     kept, fresh = RapidOcrReader(), RapidOcrReader(incremental=False)
     for rgb in frames:
         assert kept.read(rgb) == fresh.read(rgb)
@@ -116,14 +117,22 @@ def test_incremental_reads_equal_full_reads_on_a_recorded_sequence(display: str,
 
 def test_inspect_lists_accessible_elements_and_ocr_text_with_their_steps(
         display: str, tmp_path: Path) -> None:
-    with launched(["galculator"], display, window="galculator"):
+    def inspect(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-P", "-m", "deskpilot", "inspect", *args],
+                              env=display_env(display), capture_output=True, text=True,
+                              timeout=120, check=False)
+
+    with launched(["galculator"], display, window="galculator"), \
+            launched(["xcalc", "-geometry", "+900+100"], display, window="Calculator"):
         time.sleep(1.0)
-        done = subprocess.run(
-            [sys.executable, "-P", "-m", "deskpilot", "inspect", "--window", "galculator",
-             "--out", str(tmp_path / "inspect")],
-            env=display_env(display), capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert 'click: {name: "*", role: toggle button}' in done.stdout
-    assert 'click: "AC"' in done.stdout or "AC" in done.stdout
+        gtk = inspect("--window", "galculator", "--out", str(tmp_path / "inspect"))
+        x11 = inspect("--window", "xcalc", "--json")  # no tree: found by its X11 class
+    assert gtk.returncode == 0, gtk.stdout + gtk.stderr
+    assert 'click: {name: "*", role: toggle button}' in gtk.stdout
     assert (tmp_path / "inspect" / "overlay.png").stat().st_size > 0
     assert "toggle button" in (tmp_path / "inspect" / "index.html").read_text()
+    assert x11.returncode == 0, x11.stdout + x11.stderr
+    targets = json.loads(x11.stdout[:x11.stdout.rindex("]") + 1])
+    assert {t["source"] for t in targets} == {"ocr"}
+    assert 'click: "AC"' in {t["step"] for t in targets}
+    assert all(t["box"][0] >= 900 for t in targets)  # nothing of galculator's

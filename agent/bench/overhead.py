@@ -9,10 +9,10 @@ collects the JSON each prints.
 to the patch budget, building the prompt and the :class:`~models.runtime.Request` (the
 in-process runtime takes raw RGB, so nothing is encoded), parsing and validating a fixed click
 on xcalc's "AC" key, the safety gate's review of it (the label under the click read by OCR,
-the window under it asked of X11: what a model-grounded click pays), clicking it through :class:`~actions.executor.PyAutoGuiDevice`, and
-recording the step (queueing the screenshot for the PNG writer thread, and the trajectory
-line). The writer's own time is reported apart (``png_writer_ms_off_path``): in a live run it
-overlaps the model call.
+the window under it asked of X11: what a model-grounded click pays), clicking it through
+:class:`~actions.executor.PyAutoGuiDevice`, and recording the step (queueing the screenshot
+for the PNG writer thread, and the trajectory line). The writer's own time is reported apart
+(``png_writer_ms_off_path``): in a live run it overlaps the model call.
 
 *naive* is what a first script does: ``pyautogui.screenshot()``, a PNG (Pillow defaults) in
 base64 for an HTTP API, then ``pyautogui.click(x, y)`` with pyautogui's default 0.1 s pause.
@@ -52,9 +52,9 @@ from deskpilot.agent.records import Outcome, StepRecord, Timings
 from deskpilot.agent.rundir import RunDir
 from deskpilot.grounding.capture import MssScreen
 from deskpilot.grounding.ocr import RapidOcrReader
-from deskpilot.grounding.windows import open_window_probe
 from deskpilot.grounding.preprocess import DEFAULT_MAX_PATCHES, prepare
 from deskpilot.grounding.stable import wait_stable
+from deskpilot.grounding.windows import open_window_probe
 from deskpilot.grounding.xvfb import launched, run_display
 from deskpilot.models.prompt import agent_prompt
 from deskpilot.models.runtime import Request

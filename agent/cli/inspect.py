@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,11 @@ import numpy as np
 
 from deskpilot.agent.cli.console import say
 from deskpilot.agent.cli.errors import EXIT_OK, UserError
-from deskpilot.grounding.a11y import A11yElement
+from deskpilot.grounding.a11y import A11yElement, A11yLookupError, find_element
 from deskpilot.grounding.geometry import PixelBox
 from deskpilot.grounding.ocr import TextLine
 from deskpilot.grounding.textmatch import TextLookupError, find_text
+from deskpilot.grounding.windows import WindowInfo
 
 A11Y_COLOUR = (0, 170, 0)
 OCR_COLOUR = (255, 0, 255)
@@ -62,31 +64,47 @@ def ocr_targets(lines: Sequence[TextLine], width: int, height: int) -> list[Targ
         if unique:
             step = f"click: {_quoted(text)}"
         else:
-            x1, y1, x2, y2 = line.box
-            region = [max(x1 - REGION_MARGIN, 0), max(y1 - REGION_MARGIN, 0),
-                      min(x2 + REGION_MARGIN, width), min(y2 + REGION_MARGIN, height)]
-            step = f"click: {{text: {_quoted(text)}, region: {region}}}"
+            step = f"click: {{text: {_quoted(text)}, region: {_around(line.box, width, height)}}}"
         out.append(Target("ocr", text, "text", line.box, step))
     return out
 
 
-def a11y_targets(elements: Sequence[A11yElement]) -> list[Target]:
-    """A target per accessible element."""
-    return [Target("a11y", e.name, e.role, e.box, e.step()) for e in elements]
+def a11y_targets(elements: Sequence[A11yElement], width: int, height: int) -> list[Target]:
+    """A target per accessible element: ``click: {name, role}``, narrowed to a region around
+    its box when another element has the same name and role (the step must find this one)."""
+    out = []
+    for e in elements:
+        try:
+            unique = find_element(elements, e.name, role=e.role) is e
+        except A11yLookupError:
+            unique = False
+        step = e.step() if unique else e.step(_around(e.box, width, height))
+        out.append(Target("a11y", e.name, e.role, e.box, step))
+    return out
 
 
-def in_window(elements: Sequence[A11yElement], lines: Sequence[TextLine], window: str
-              ) -> tuple[list[A11yElement], list[TextLine]]:
-    """The elements of windows whose name holds ``window`` (any case), and the lines inside
-    those windows' boxes; no such window raises UserError."""
+def _around(box: PixelBox, width: int, height: int) -> list[int]:
+    x1, y1, x2, y2 = box
+    return [max(x1 - REGION_MARGIN, 0), max(y1 - REGION_MARGIN, 0),
+            min(x2 + REGION_MARGIN, width), min(y2 + REGION_MARGIN, height)]
+
+
+def in_window(elements: Sequence[A11yElement], lines: Sequence[TextLine], window: str,
+              x11: Sequence[WindowInfo] = ()) -> tuple[list[A11yElement], list[TextLine]]:
+    """The elements of windows whose accessible name holds ``window`` (any case), else the
+    boxes of X11 windows whose title or class holds it (apps without a tree); and the lines
+    inside those boxes. No such window raises UserError naming the windows there are."""
     wanted = window.casefold()
     kept = [e for e in elements if wanted in e.window.casefold()]
-    if not kept:
-        names = sorted({e.window for e in elements})
-        raise UserError(f"no window named like {window!r} in the accessibility tree"
-                        + (f" (windows: {', '.join(names)})" if names else ""))
-    x1, y1 = min(e.box[0] for e in kept), min(e.box[1] for e in kept)
-    x2, y2 = max(e.box[2] for e in kept), max(e.box[3] for e in kept)
+    boxes = [e.box for e in kept] or [
+        w.box for w in x11 if w.box is not None
+        and any(wanted in part.casefold() for part in (w.title, *w.wm_class))]
+    if not boxes:
+        names = sorted({e.window for e in elements} | {w.title for w in x11 if w.title})
+        raise UserError(f"no window named like {window!r}"
+                        + (f" (windows: {', '.join(map(repr, names))})" if names else ""))
+    x1, y1 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x2, y2 = max(b[2] for b in boxes), max(b[3] for b in boxes)
     inside = [line for line in lines
               if x1 <= (line.box[0] + line.box[2]) / 2 < x2
               and y1 <= (line.box[1] + line.box[3]) / 2 < y2]
@@ -132,13 +150,14 @@ def inspect_command(*, image: Path | None, window: str | None, out: Path | None,
     from deskpilot.grounding.visual import load_png, save_png
 
     elements: list[A11yElement] = []
+    x11: list[WindowInfo] = []
     if image is not None:
         try:
             rgb = load_png(image)
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot read {image}: {exc}") from None
     else:
-        rgb, elements = _live_screen()
+        rgb, elements, x11 = _live_screen()
     try:
         lines = RapidOcrReader().read(rgb)
     except OcrError as exc:
@@ -146,9 +165,9 @@ def inspect_command(*, image: Path | None, window: str | None, out: Path | None,
     if window is not None:
         if image is not None:
             raise UserError("--window needs the live screen's accessibility tree (--screen)")
-        elements, lines = in_window(elements, lines, window)
+        elements, lines = in_window(elements, lines, window, x11)
     height, width = rgb.shape[:2]
-    targets = a11y_targets(elements) + ocr_targets(lines, width, height)
+    targets = a11y_targets(elements, width, height) + ocr_targets(lines, width, height)
     if as_json:
         say(json.dumps([t.to_json() for t in targets], ensure_ascii=False, indent=2))
     else:
@@ -163,10 +182,12 @@ def inspect_command(*, image: Path | None, window: str | None, out: Path | None,
     return EXIT_OK
 
 
-def _live_screen() -> tuple[np.ndarray, list[A11yElement]]:
-    """A screenshot of $DISPLAY's first monitor, and its accessible elements (in pixels)."""
+def _live_screen() -> tuple[np.ndarray, list[A11yElement], list[WindowInfo]]:
+    """A screenshot of $DISPLAY's first monitor, its accessible elements, and its X11 windows
+    (boxes in pixels)."""
     from deskpilot.grounding.a11y import A11yError, open_tree
     from deskpilot.grounding.capture import CaptureError, MssScreen
+    from deskpilot.grounding.windows import WindowProbeError, open_window_probe
 
     try:
         screen = MssScreen(1)
@@ -176,20 +197,31 @@ def _live_screen() -> tuple[np.ndarray, list[A11yElement]]:
             screen.close()
     except (CaptureError, ValueError) as exc:
         raise UserError(f"cannot read the screen: {exc}") from None
+    found: list[A11yElement] = []
     tree = open_tree()
-    if tree is None:
-        return frame.rgb, []
-    try:
-        found = tree.elements()
-    except A11yError:
-        found = []
-    finally:
-        tree.close()
+    if tree is not None:
+        try:
+            found = tree.elements()
+        except A11yError:
+            found = []
+        finally:
+            tree.close()
+    windows: list[WindowInfo] = []
+    probe = open_window_probe(os.environ.get("DISPLAY", ""))
+    if probe is not None:
+        try:
+            windows = probe.windows()
+        except WindowProbeError:
+            windows = []
+        finally:
+            probe.close()
     g = frame.screen
-    elements = [A11yElement(e.name, e.role, e.states,
-                            (round((e.box[0] - g.left) * g.scale),
-                             round((e.box[1] - g.top) * g.scale),
-                             round((e.box[2] - g.left) * g.scale),
-                             round((e.box[3] - g.top) * g.scale)), e.window)
-                for e in found]
-    return frame.rgb, elements
+
+    def pixels(box: PixelBox) -> PixelBox:
+        return (round((box[0] - g.left) * g.scale), round((box[1] - g.top) * g.scale),
+                round((box[2] - g.left) * g.scale), round((box[3] - g.top) * g.scale))
+
+    elements = [A11yElement(e.name, e.role, e.states, pixels(e.box), e.window) for e in found]
+    x11 = [WindowInfo(w.id, w.title, w.wm_class, None if w.box is None else pixels(w.box))
+           for w in windows]
+    return frame.rgb, elements, x11

@@ -129,14 +129,27 @@ def build_parser() -> argparse.ArgumentParser:
                                   "to fix what is missing")
     inspect = sub.add_parser(
         "inspect", help="list what a step can target on the screen now (accessibility "
-                        "elements and OCR text) with the step line for each")
+                        "elements and OCR text) with the step line for each",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="What a task step can target on the screen now: the elements GTK and Qt "
+                    "apps publish\n(role and name) and the text OCR reads, each with its box "
+                    "and the step line that\nclicks it. Copy a line into a task file.",
+        epilog="examples:\n"
+               "  deskpilot inspect                       everything on $DISPLAY\n"
+               "  deskpilot inspect --window galculator   one window (accessible name, "
+               "title or class)\n"
+               "  deskpilot inspect --out inspect/        also an outlined PNG and an HTML "
+               "page\n"
+               "  deskpilot inspect shot.png --json       a saved screenshot (OCR only), as "
+               "JSON")
     source = inspect.add_mutually_exclusive_group()
     source.add_argument("--screen", action="store_true",
                         help="the live screen of $DISPLAY (the default)")
     source.add_argument("image", nargs="?", type=Path, metavar="IMAGE",
                         help="a PNG screenshot instead (OCR only)")
     inspect.add_argument("--window", metavar="NAME",
-                         help="only this window (by accessible name, any case)")
+                         help="only this window: its accessible name, title or X11 class "
+                              "holds NAME (any case)")
     inspect.add_argument("--out", type=Path, metavar="DIR",
                          help="also write DIR/overlay.png and DIR/index.html")
     inspect.add_argument("--json", action="store_true", help="print the targets as JSON")
