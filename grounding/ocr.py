@@ -51,7 +51,12 @@ GUTTER = 64
 SEGMENT_CONTEXT = 32
 # rapidocr pads images wider than this many heights; a band is made tall enough to avoid it.
 BAND_MAX_RATIO = 8
+# A region read whose context covers more than this share of the image is answered from a
+# full read (bands, segments, reuse); one crop that large costs seconds to detect and read at
+# once (a 1920x1080 spreadsheet window: 9.5 s), and nothing of it is kept for the next read.
+LARGE_REGION = 0.25
 REC_CACHE_SIZE = 4096  # recognized line crops kept for reuse (a few screens' worth)
+CROP_CACHE_SIZE = 256  # region reads kept for reuse, by the pixels of their context crop
 MAX_SIDE = 8192  # detect at the image's own scale up to an 8K screen's width
 
 
@@ -277,6 +282,7 @@ class RapidOcrReader:
         self._lock = threading.RLock()
         self._bands: dict[int, _Band] = {}
         self._recognized: dict[str, tuple[str, float, Any]] = {}
+        self._crops: dict[str, tuple[TextLine, ...]] = {}
 
     @property
     def name(self) -> str:
@@ -294,9 +300,16 @@ class RapidOcrReader:
                           self.stats)
                 return lines
             want = clip_region(region, width, height)
-            known = self._known_lines(rgb, context_crop(want, width, height))
-            if known is not None:
+            area = context_crop(want, width, height)
+            known = self._known_lines(rgb, area)
+            if known is None and (area[2] - area[0]) * (area[3] - area[1]) \
+                    > LARGE_REGION * width * height:
+                # A large region (a whole window) is read as the screen is: band by band,
+                # segment by segment, reusing what did not change.
+                known = self._read_bands(rgb)
+            elif known is not None:
                 self.stats.regions_reused += 1
+            if known is not None:
                 return [line for line in known if box_centre_inside(line.box, want)]
             return self._read_crop(rgb, want)
 
@@ -305,21 +318,31 @@ class RapidOcrReader:
         with self._lock:
             self._bands.clear()
             self._recognized.clear()
+            self._crops.clear()
 
     def _read_crop(self, rgb: np.ndarray, want: PixelBox) -> list[TextLine]:
-        """The lines centred in ``want``: detected in its context crop, and only those lines
-        recognized (each on its own, reused when its pixels were seen, as in a full read)."""
+        """The lines centred in ``want``, read in its context crop by rapidocr's own pipeline
+        (one batch); a crop whose pixels were read before gives the lines read then."""
         height, width = rgb.shape[:2]
         x0, y0, x1, y1 = context_crop(want, width, height)
         # rapidocr treats a 3-channel ndarray as OpenCV BGR (LoadImage.convert_img converts
         # only files and PIL images), so the channels are swapped here; the copy also makes a
         # read-only or cropped (non-contiguous) view into a fresh contiguous array.
         bgr = np.ascontiguousarray(rgb[y0:y1, x0:x1, ::-1])
-        lines = self._detect_and_recognize(
-            bgr, (x0, y0), width, height,
-            lambda cx, cy: want[0] <= cx < want[2] and want[1] <= cy < want[3])
-        log.debug("read %d lines in a %dx%d crop", len(lines), x1 - x0, y1 - y0)
-        return lines
+        key = f"{x0},{y0},{width},{height}:{_digest(bgr)}"
+        lines = self._crops.get(key) if self.incremental else None
+        if lines is None:
+            result = self._call(bgr, use_det=True, use_rec=True, return_word_box=True)
+            lines = tuple(_lines(result, (x0, y0), width, height))
+            if self.incremental:
+                if len(self._crops) >= CROP_CACHE_SIZE:
+                    self._crops.pop(next(iter(self._crops)))
+                self._crops[key] = lines
+        else:
+            self.stats.regions_reused += 1
+        kept = [line for line in lines if box_centre_inside(line.box, want)]
+        log.debug("read %d lines in a %dx%d crop", len(kept), x1 - x0, y1 - y0)
+        return kept
 
     def _read_bands(self, rgb: np.ndarray) -> list[TextLine]:
         """The whole image, band by band; a band whose pixels did not change since the last
@@ -525,8 +548,43 @@ def _route_rapidocr_logs() -> None:
     rlog.setLevel(logging.ERROR)
 
 
+def _lines(result: Any, offset: tuple[int, int], width: int, height: int) -> list[TextLine]:
+    """TextLines from a RapidOCROutput (empty when nothing was found), shifted by ``offset``."""
+    boxes, txts = getattr(result, "boxes", None), getattr(result, "txts", None)
+    if boxes is None or txts is None or len(txts) == 0:
+        return []
+    scores = getattr(result, "scores", None) or (1.0,) * len(txts)
+    words = _align_words(txts, getattr(result, "word_results", None) or ())
+    dx, dy = offset
+    out = []
+    for quad, text, score, line_words in zip(boxes, txts, scores, words, strict=True):
+        out.append(TextLine(
+            str(text), _shift(quad, dx, dy, width, height), float(score),
+            tuple(TextBox(str(t), _shift(q, dx, dy, width, height), float(s))
+                  for t, s, q in line_words)))
+    return out
+
+
 def _shift(quad: Any, dx: int, dy: int, width: int, height: int) -> PixelBox:
     return quad_to_box(((float(p[0]) + dx, float(p[1]) + dy) for p in quad), width, height)
+
+
+def _align_words(txts: Sequence[str], word_results: Sequence[Any]) -> list[list[Any]]:
+    """Each line's (text, score, quad) words, or none where they cannot be trusted.
+
+    rapidocr drops lines without word boxes from ``word_results`` (and returns raw decoder
+    objects when any line lacks them), so the two sequences can be out of step: words are
+    accepted for a line only when they spell its text.
+    """
+    aligned: list[list[Any]] = []
+    j = 0
+    for text in txts:
+        words: list[Any] = []
+        if j < len(word_results) and _words_spell(word_results[j], text):
+            words = [w for w in word_results[j] if w[2] is not None]
+            j += 1
+        aligned.append(words)
+    return aligned
 
 
 def _words_spell(entry: Any, text: str) -> bool:

@@ -23,6 +23,7 @@ from deskpilot.grounding.ocr import (
     TextBox,
     TextLine,
     TextReader,
+    box_centre_inside,
     clip_region,
     context_crop,
     quad_to_box,
@@ -284,3 +285,17 @@ def test_a_segment_at_the_right_edge_is_widened_leftwards() -> None:
     band[10:20, 290:299] = 255
     (only,) = segments(band)
     assert only.x1 == 300 and (only.x1 - only.x0) % 32 == 0 and only.x0 <= 290 - SEGMENT_CONTEXT
+
+
+def test_a_large_region_is_answered_from_a_full_read(
+        page: tuple[np.ndarray, dict[str, PixelBox]]) -> None:
+    rgb = page[0]
+    reader = RapidOcrReader()
+    region = (0, 0, 600, 180)  # most of the page: a whole window, say
+    lines = reader.read(rgb, region)
+    assert reader.stats.bands_read > 0  # read as the screen is, not as one large crop
+    assert lines == [line for line in RapidOcrReader().read(rgb)
+                     if box_centre_inside(line.box, region)]
+    assert {line.text for line in lines} == set(TEXTS)
+    small = reader.read(rgb, (20, 20, 200, 80))  # a small one is still a crop of its own
+    assert [line.text for line in small] == ["Hello deskpilot"]
