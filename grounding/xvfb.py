@@ -325,18 +325,40 @@ def point_at_window(display: str, window: str) -> bool:
 
 
 def wait_for_window(display: str, name: str, timeout_s: float = 10.0) -> str:
-    """Wait until a visible window whose name matches appears; return its X window id."""
+    """Wait until a visible window whose title, or either part of its X11 class, matches
+    ``name`` (xdotool's pattern: a case-insensitive regular expression) appears; return its X
+    window id. The timeout's error lists the windows that are there."""
     if shutil.which("xdotool") is None:
         raise DisplayError("xdotool is not installed (Debian: apt-get install xdotool)")
     deadline = time.monotonic() + timeout_s
     env = display_env(display)
     while time.monotonic() < deadline:
-        out = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", name],
-                             env=env, capture_output=True, text=True, check=False)
-        if ids := out.stdout.split():
-            return ids[0]
+        # By title first: a title names one window where a class may name several.
+        for how in (["--name"], ["--class", "--classname"]):
+            out = subprocess.run(["xdotool", "search", "--onlyvisible", *how, name],
+                                 env=env, capture_output=True, text=True, check=False)
+            if ids := out.stdout.split():
+                return ids[0]
         time.sleep(0.05)
-    raise DisplayError(f"no window named {name!r} appeared on {display} within {timeout_s:g}s")
+    raise DisplayError(f"no window named {name!r} appeared on {display} within "
+                       f"{timeout_s:g}s{_windows_there(display)}")
+
+
+def _windows_there(display: str) -> str:
+    """``"; windows there: 'Title' (class), ..."`` for an error message ("" when none)."""
+    from deskpilot.grounding.windows import WindowProbeError, open_window_probe
+
+    probe = open_window_probe(display)
+    if probe is None:
+        return ""
+    try:
+        shown = [f"{w.title!r} ({'/'.join(w.wm_class)})" if w.wm_class else repr(w.title)
+                 for w in probe.windows()]
+    except WindowProbeError:
+        return ""
+    finally:
+        probe.close()
+    return f"; windows there: {', '.join(shown)}" if shown else "; no window is there"
 
 
 @contextlib.contextmanager
