@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -49,14 +49,16 @@ class KnownText:
 
     ``lines`` are every line read inside ``area`` (frame pixels) on the frame the click was
     decided on. ``label`` is the clicked element's own name when the accessibility tree gave
-    it (then it is the label judged), and ``dialog`` the texts of that element's window (then
-    they are the dialog an affirmative answers). Whatever ``area`` does not cover is read.
+    it (then it is the label judged), ``role`` its role, and ``dialog`` the texts of that
+    element's window (then they are the dialog an affirmative answers). Whatever ``area`` does
+    not cover is read.
     """
 
     lines: tuple[TextLine, ...] = ()
     area: PixelBox = (0, 0, 0, 0)
     label: str | None = None
     dialog: tuple[str, ...] | None = None
+    role: str | None = None  # the element's accessible role, when the tree gave the label
 
     def covers(self, region: PixelBox) -> bool:
         """Whether every line in ``region`` is among :attr:`lines`."""
@@ -249,6 +251,19 @@ _SHELL_PROMPT = re.compile(
     r"|^\s*(?:>>>|PS [A-Z]:\\\S*>)")
 
 
+# A prompt character alone: a bare shell prompt, or a toolbar's percent or currency button.
+# A prompt is the last thing on its row (the cursor follows it); a button has neighbours.
+_LONE_SIGIL = re.compile(r"^\s*[$#%>\u276f\u279c]\s*$")
+
+
+def _followed(line: TextLine, lines: Sequence[TextLine]) -> bool:
+    """Whether another line stands to the right of ``line`` on the same row."""
+    _, y1, x2, y2 = line.box
+    return any(other is not line and other.box[0] >= x2
+               and min(y2, other.box[3]) - max(y1, other.box[1]) >= (y2 - y1) / 2
+               for other in lines)
+
+
 def shows_prompt(text: str) -> bool:
     """Whether one line of screen text looks like a shell (or REPL) prompt."""
     return bool(_SHELL_PROMPT.search(text))
@@ -282,6 +297,22 @@ def _command_window(window: WindowInfo) -> str | None:
 
 # Half-sizes, in screen points, of the area read around a click, and of the wider area read for
 # the dialog around an affirmative button.
+# Accessible roles whose click opens a menu and does nothing else (a menu bar's "Format" or
+# "Delete" menu): their names are not judged as the label of an act. Nor is a menu item's
+# name that ends in an ellipsis: by every desktop's interface guidelines it opens a dialog
+# that asks before anything is done (the dialog's own button is judged then). A push button's
+# ellipsis is not trusted: any program can label its buttons.
+OPENS_A_MENU = frozenset({"menu"})
+OPENS_A_DIALOG = frozenset({"menu item"})
+_ELLIPSIS = ("...", "\N{HORIZONTAL ELLIPSIS}")
+
+
+def _opens_only(known: KnownText) -> bool:
+    """Whether the clicked element (named by the accessibility tree) only opens a menu or a
+    dialog, so its name says nothing about an act."""
+    label = (known.label or "").strip()
+    return known.role in OPENS_A_MENU or (known.role in OPENS_A_DIALOG
+                                          and label.endswith(_ELLIPSIS))
 CLICK_READ = (120, 24)
 DIALOG_READ = (320, 160)
 _ON_TEXT_MARGIN = 4  # points around a text box that still count as clicking on it
@@ -538,7 +569,8 @@ class _Reviewer:
             lines = reader.read(frame.rgb, region)
         except OcrError as exc:
             return f"unreadable: {exc}"  # fail closed: it may be a terminal
-        return next((line.text for line in lines if shows_prompt(line.text)), None)
+        return next((line.text for line in lines if shows_prompt(line.text)
+                     and not (_LONE_SIGIL.match(line.text) and _followed(line, lines))), None)
 
     def _terminal_typing(self) -> list[Concern]:
         where, error = self._command_focus()
@@ -628,6 +660,8 @@ class _Reviewer:
         py = (point.y - screen.top) * screen.scale
         known = self.known
         try:
+            if known is not None and known.label is not None and _opens_only(known):
+                return None  # "Format" formats nothing; "Format..." asks how first
             if known is not None and known.label is not None:
                 label: _Label | None = _Label((known.label,), affirmative(known.label),
                                               known.label)

@@ -170,3 +170,24 @@ def test_a_cache_hit_verifies_its_label_on_the_tree_without_ocr(tmp_path: Path) 
     assert again.status is TaskStatus.PASSED, again.message
     assert again.steps[0].source is Source.CACHE
     assert reader.calls == []
+
+
+@pytest.mark.parametrize(("name", "role", "judged"), [
+    ("Format", "menu", False),            # a spreadsheet's menu: it only opens
+    ("Format...", "menu item", False),    # opens the Format Cells dialog, which asks
+    ("Delete Sheet\N{HORIZONTAL ELLIPSIS}", "menu item", False),
+    ("Delete Sheet", "menu item", True),  # acts at once
+    ("Delete...", "push button", True),   # any program can label a button so
+    ("Format Disk", "toggle button", True),
+])
+def test_only_what_opens_a_menu_or_a_dialog_escapes_the_label_check(
+        tmp_path: Path, name: str, role: str, judged: bool) -> None:
+    element = A11yElement(name, role, frozenset({"showing", "visible"}), (100, 100, 260, 130),
+                          "Book1")
+    svc = with_tree(services(tmp_path, draw(SAVE), FakeReader([]), mode=CacheMode.OFF),
+                    FakeTree([element]))
+    step = f"steps:\n  - click: {{name: {json.dumps(name)}}}\n"
+    result = run_task(load_task(task_file(tmp_path, step)), svc)
+    assert (result.status is TaskStatus.FAILED) is judged, result.message
+    if judged:
+        assert "sensitive_clicks" in result.message

@@ -116,7 +116,7 @@ def _known_element(element: A11yElement, elements: list[A11yElement]) -> KnownTe
     """What the gate needs of an element the tree gave: its name, and its window's texts."""
     dialog = tuple(e.name for e in elements if e.window == element.window)
     return KnownText((TextLine(element.name, element.box, 1.0),), element.box,
-                     label=element.name, dialog=dialog)
+                     label=element.name, dialog=dialog, role=element.role)
 
 
 def _find_a11y(ctx: StepContext, draft: Draft, frame: Frame, name: str, *, role: str | None,
@@ -279,7 +279,7 @@ def _label_on(ctx: StepContext, draft: Draft, frame: Frame, box: PixelBox) -> st
         elements = _elements(ctx, draft, frame) if affirmative(element.name) else None
         draft.known = _known_element(element, elements) if elements else \
             KnownText((TextLine(element.name, element.box, 1.0),), element.box,
-                      label=element.name)
+                      label=element.name, role=element.role)
         return element.name
     x1, y1, x2, y2 = box
     area = clip_region((x1 - LABEL_MARGIN, y1 - LABEL_MARGIN, x2 + LABEL_MARGIN,
