@@ -178,10 +178,16 @@ def fold_text(text: str) -> str:
                     .translate(_LOOKALIKE_TABLE).split())
 
 
+def plain_symbols(text: str) -> str:
+    """``text`` with full-width forms and lookalike symbols in their ASCII form, case kept:
+    what a person would type for it (the multiplication sign becomes "*", and OCR's ideograph
+    for two, read off an equals key, becomes "=")."""
+    return unicodedata.normalize("NFKC", text).translate(_LOOKALIKE_TABLE)
+
+
 def same_text(a: str, b: str) -> bool:
     """Whether two labels read the same once folded (U+00D7 and ``"*"`` do)."""
     return fold_text(a) == fold_text(b)
-
 
 
 
@@ -227,4 +233,4 @@ def _quote(text: str) -> str:
 
 
 __all__ = ["LOOKALIKES", "AmbiguousText", "TextLookupError", "TextMatch", "TextNotFound",
-           "find_text", "fold_text", "same_text"]
+           "find_text", "fold_text", "plain_symbols", "same_text"]

@@ -126,3 +126,19 @@ def test_bad_input_is_one_line_and_exit_2(shot: Path, tmp_path: Path, args: list
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_lookalike_is_offered_as_a_person_would_type_it() -> None:
+    lines = [TextLine("\N{CJK UNIFIED IDEOGRAPH-4E8C}", (10, 10, 30, 30), 0.9),
+             TextLine("\N{MULTIPLICATION SIGN}", (50, 10, 70, 30), 0.9),
+             TextLine("*", (90, 10, 110, 30), 0.9)]  # "*" twice once folded: keep as read
+    steps = [t.step for t in ocr_targets(lines, W, H)]
+    assert steps[0] == 'click: "="'
+    assert steps[1] == 'click: "\N{MULTIPLICATION SIGN}"'
+    assert steps[2] == 'click: "*"'
+
+
+def test_windows_and_panels_are_not_offered_as_targets() -> None:
+    frame = A11yElement("Book1", "frame", SHOWING, (0, 0, 800, 600), "Book1")
+    assert [t.text for t in a11y_targets([frame, *ELEMENTS], W, H)] == \
+        [e.name for e in ELEMENTS]

@@ -18,10 +18,10 @@ import numpy as np
 
 from deskpilot.agent.cli.console import say
 from deskpilot.agent.cli.errors import EXIT_OK, UserError
-from deskpilot.grounding.a11y import A11yElement, A11yLookupError, find_element
+from deskpilot.grounding.a11y import CONTAINERS, A11yElement, A11yLookupError, find_element
 from deskpilot.grounding.geometry import PixelBox
 from deskpilot.grounding.ocr import TextLine
-from deskpilot.grounding.textmatch import TextLookupError, find_text
+from deskpilot.grounding.textmatch import TextLookupError, find_text, plain_symbols
 from deskpilot.grounding.windows import WindowInfo
 
 A11Y_COLOUR = (0, 170, 0)
@@ -57,10 +57,11 @@ def ocr_targets(lines: Sequence[TextLine], width: int, height: int) -> list[Targ
         text = line.text.strip()
         if not text:
             continue
-        try:
-            unique = find_text(lines, text).box == line.box
-        except TextLookupError:
-            unique = False
+        # What a person would type for it ("=" for OCR's ideograph), if that finds it too.
+        typed = plain_symbols(text)
+        if typed != text and _finds(lines, typed, line.box):
+            text = typed
+        unique = _finds(lines, text, line.box)
         if unique:
             step = f"click: {_quoted(text)}"
         else:
@@ -69,11 +70,22 @@ def ocr_targets(lines: Sequence[TextLine], width: int, height: int) -> list[Targ
     return out
 
 
+def _finds(lines: Sequence[TextLine], text: str, box: PixelBox) -> bool:
+    """Whether ``click: text`` finds the line at ``box`` and nothing else."""
+    try:
+        return find_text(lines, text).box == box
+    except TextLookupError:
+        return False
+
+
 def a11y_targets(elements: Sequence[A11yElement], width: int, height: int) -> list[Target]:
-    """A target per accessible element: ``click: {name, role}``, narrowed to a region around
-    its box when another element has the same name and role (the step must find this one)."""
+    """A target per accessible element (windows and other containers left out: their names
+    are titles): ``click: {name, role}``, narrowed to a region around its box when another
+    element has the same name and role (the step must find this one)."""
     out = []
     for e in elements:
+        if e.role in CONTAINERS:
+            continue
         try:
             unique = find_element(elements, e.name, role=e.role) is e
         except A11yLookupError:
