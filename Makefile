@@ -19,9 +19,9 @@ DEB_PACKAGES += dbus at-spi2-core libatk-adaptor
 # for the prompt-injection test (xmessage comes with x11-utils); tmux: a real terminal for the
 # supervision interface's end-to-end test, read back with capture-pane.
 DEB_TEST_PACKAGES := chromium xterm tmux
-# Real GTK apps for the accessibility and OCR tests: a calculator (symbol keys), a question
-# dialog (Yes/No at 1920x1080) and a text editor (its Save dialog).
-DEB_TEST_PACKAGES += galculator zenity mousepad
+# Real GTK apps for the accessibility and OCR tests: a calculator (symbol keys), question and
+# entry dialogs (Yes/No at 1920x1080), a text editor (its Save dialog) and a spreadsheet.
+DEB_TEST_PACKAGES += galculator zenity mousepad gnumeric
 DEMO_OUT := demo-out
 
 .PHONY: all deps test-deps apt-install venv test lint demo clean

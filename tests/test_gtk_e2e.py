@@ -1,5 +1,6 @@
 """Real GTK apps under Xvfb at 1920x1080: task files written as a new user would (galculator's
-symbol keys, a zenity question, Mousepad's Save dialog), grounded on the accessibility tree; a
+symbol keys, zenity's question and entry dialogs, Mousepad's Save dialog, gnumeric's cells and
+menus), grounded on the accessibility tree; a
 zenity dialog's Yes and No read by OCR; incremental reads equal full ones on a recorded
 sequence; and ``deskpilot inspect`` on the live screen."""
 
@@ -24,8 +25,8 @@ from deskpilot.grounding.xvfb import display_env, launched, run_display
 
 ROOT = Path(__file__).parent.parent
 GTK = ROOT / "tests" / "data" / "gtk"
-APPS = ("Xvfb", "xdotool", "dbus-daemon", "galculator", "zenity", "mousepad", "xcalc", "xedit",
-        "xmessage")
+APPS = ("Xvfb", "xdotool", "dbus-daemon", "galculator", "zenity", "mousepad", "gnumeric", "xcalc",
+        "xedit", "xmessage")
 pytestmark = [
     pytest.mark.display,
     pytest.mark.skipif(not all(shutil.which(p) for p in APPS),
@@ -47,9 +48,10 @@ def test_gtk_task_files_pass_grounded_on_the_accessibility_tree(tmp_path: Path) 
         steps = [json.loads(line) for line in
                  (Path(task["run_dir"]) / "steps.jsonl").read_text().splitlines()]
         clicks += [s for s in steps if s["kind"] == "click"]
-    assert len(clicks) == 7
+    # Every click written as text or a name was grounded on the tree; one is a point.
+    assert len(clicks) == 12
     assert {s["source"] for s in clicks} == {"a11y", "coords"}, clicks
-    assert sum(s["source"] == "a11y" for s in clicks) == 6
+    assert sum(s["source"] == "a11y" for s in clicks) == 11
     assert "found toggle button '*'" in done.stdout  # a symbol key OCR does not read
 
 

@@ -15,8 +15,11 @@ HERE = Path(__file__).resolve().parent
 
 with Desktop.headless(size=(1280, 800), name="calculator", cache="off") as d:
     d.launch("xcalc", wait_for_window="Calculator")
-    for key in ("7", "+", "8", "="):
-        d.click(key)
+    d.click("7")
+    # OCR reads xcalc's "." key as "+" too: a region says which "+" is meant.
+    d.click("+", region=(185, 330, 220, 365))
+    d.click("8")
+    d.click("=")
     d.expect("15", region=(0, 0, 1280, 200))
 
 report = HERE / "report"
