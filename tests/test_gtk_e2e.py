@@ -78,6 +78,19 @@ def test_zenity_yes_and_no_are_read_on_a_full_1080p_screen(display: str) -> None
     assert find_text(lines, "Yes").text == "Yes"
 
 
+def test_zenity_yes_and_no_are_read_on_a_full_4k_screen() -> None:
+    # Small text on a screen four times larger: the bands grow with the width, and the
+    # segments cut away the empty screen around the dialog.
+    argv = ["zenity", "--question", "--text", "Overwrite the file report.txt?"]
+    with run_display(new=True, size=(3840, 2160)) as (display, _), \
+            launched(argv, display, window="Question"):
+        time.sleep(1.0)
+        lines = RapidOcrReader(incremental=False).read(grab())
+    assert find_text(lines, "No").text == "No"
+    assert find_text(lines, "Yes").text == "Yes"
+    assert find_text(lines, "Overwrite the file report.txt?").how == "exact"
+
+
 def _key(display: str, window: str, *keys: str) -> None:
     subprocess.run(["xdotool", "search", "--name", window, "windowfocus", "key", *keys],
                    env=display_env(display), check=False, timeout=10)
