@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rapidocr import RapidOCR
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 # The models that ship inside the rapidocr wheel (PP-OCRv6 small detection and recognition,
@@ -251,6 +252,13 @@ class _Placed:
     word_results: tuple[Any, ...]
 
 
+def _remember(cache: dict[str, _T], key: str, value: _T, limit: int) -> None:
+    """Keep ``value`` under ``key``, dropping the oldest entry once ``limit`` are kept."""
+    if len(cache) >= limit:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
+
+
 def _digest(pixels: np.ndarray) -> str:
     digest = hashlib.blake2b(str(pixels.shape).encode(), digest_size=16)
     digest.update(np.ascontiguousarray(pixels).data)
@@ -335,9 +343,7 @@ class RapidOcrReader:
             result = self._call(bgr, use_det=True, use_rec=True, return_word_box=True)
             lines = tuple(_lines(result, (x0, y0), width, height))
             if self.incremental:
-                if len(self._crops) >= CROP_CACHE_SIZE:
-                    self._crops.pop(next(iter(self._crops)))
-                self._crops[key] = lines
+                _remember(self._crops, key, lines, CROP_CACHE_SIZE)
         else:
             self.stats.regions_reused += 1
         kept = [line for line in lines if box_centre_inside(line.box, want)]
@@ -442,9 +448,7 @@ class RapidOcrReader:
             infos = getattr(result, "word_results", None) or (None,)
             rec = (str(txts[0]), float(scores[0]), infos[0])
             if self.incremental:
-                if len(self._recognized) >= REC_CACHE_SIZE:
-                    self._recognized.pop(next(iter(self._recognized)))
-                self._recognized[key] = rec
+                _remember(self._recognized, key, rec, REC_CACHE_SIZE)
         else:
             self.stats.crops_reused += 1
         text, score, info = rec
