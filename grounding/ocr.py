@@ -6,7 +6,7 @@ import hashlib
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
@@ -399,34 +399,28 @@ class RapidOcrReader:
 
     def _read_segment(self, pixels: np.ndarray, band: Band, segment: Segment, width: int,
                       height: int) -> list[TextLine]:
-        # A line is owned by the band holding its centre's row and the segment holding its
-        # centre's column: each line is read once.
-        return self._detect_and_recognize(
-            np.ascontiguousarray(pixels[:, :, ::-1]), (segment.x0, band.read_top), width,
-            height, lambda cx, cy: band.core_top <= cy < band.core_bottom
-            and segment.own0 <= cx < segment.own1)
-
-    def _detect_and_recognize(self, bgr: np.ndarray, offset: tuple[int, int], width: int,
-                              height: int, owns: Callable[[float, float], bool]
-                              ) -> list[TextLine]:
-        """Detect lines in ``bgr`` (placed at ``offset`` in a ``width`` x ``height`` image)
-        and recognize those whose centre (image pixels) ``owns`` accepts, in detection order."""
+        """Detect lines in one segment's pixels and recognize those it owns: a line belongs
+        to the band holding its centre's row and the segment holding its centre's column, so
+        each line is read once."""
         from rapidocr.utils.process_img import get_rotate_crop_image
 
+        bgr = np.ascontiguousarray(pixels[:, :, ::-1])
         found = self._call(bgr, use_det=True, use_rec=False, return_word_box=False)
         quads = getattr(found, "boxes", None)
         if quads is None or len(quads) == 0:
             return []
         lines = []
         for quad in quads:
-            if not owns(float(np.mean(quad[:, 0])) + offset[0],
-                        float(np.mean(quad[:, 1])) + offset[1]):
-                continue
+            cx = float(np.mean(quad[:, 0])) + segment.x0
+            cy = float(np.mean(quad[:, 1])) + band.read_top
+            if not (band.core_top <= cy < band.core_bottom
+                    and segment.own0 <= cx < segment.own1):
+                continue  # another band's or another segment's line
             points = np.asarray(quad, dtype=np.float32).copy()
             crop = get_rotate_crop_image(bgr, points.copy())
             if crop.size == 0:
                 continue
-            line = self._recognize(crop, points, offset, width, height)
+            line = self._recognize(crop, points, (segment.x0, band.read_top), width, height)
             if line is not None:
                 lines.append(line)
         return lines
