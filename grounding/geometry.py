@@ -47,6 +47,11 @@ class ScreenGeometry:
         if not (self.scale > 0 and math.isfinite(self.scale)):
             raise ValueError(f"monitor scale must be a positive number, got {self.scale}")
 
+    def pixel_box(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """A box in screen points (x1, y1, x2, y2) as the pixels of this monitor's screenshot."""
+        return (round((box[0] - self.left) * self.scale), round((box[1] - self.top) * self.scale),
+                round((box[2] - self.left) * self.scale), round((box[3] - self.top) * self.scale))
+
     @property
     def pixel_width(self) -> int:
         """Width of a full screenshot of this monitor, in physical pixels."""

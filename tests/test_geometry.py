@@ -216,3 +216,9 @@ ERROR_CASES = [
 def test_constructor_errors(make: Callable[[], object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_a_box_in_points_becomes_the_pixels_of_its_monitor() -> None:
+    retina = ScreenGeometry(left=1440, top=0, width=1280, height=800, scale=2.0)
+    assert retina.pixel_box((1540, 10, 1600, 40)) == (200, 20, 320, 80)
+    assert ScreenGeometry(0, 0, 800, 600).pixel_box((5, 6, 7, 8)) == (5, 6, 7, 8)

@@ -202,11 +202,8 @@ def _live_screen() -> tuple[np.ndarray, list[A11yElement], list[WindowInfo]]:
     from deskpilot.grounding.windows import WindowProbeError, open_window_probe
 
     try:
-        screen = MssScreen(1)
-        try:
+        with MssScreen(1) as screen:
             frame = screen.grab()
-        finally:
-            screen.close()
     except (CaptureError, ValueError) as exc:
         raise UserError(f"cannot read the screen: {exc}") from None
     found: list[A11yElement] = []
@@ -227,12 +224,7 @@ def _live_screen() -> tuple[np.ndarray, list[A11yElement], list[WindowInfo]]:
             windows = []
         finally:
             probe.close()
-    g = frame.screen
-
-    def pixels(box: PixelBox) -> PixelBox:
-        return (round((box[0] - g.left) * g.scale), round((box[1] - g.top) * g.scale),
-                round((box[2] - g.left) * g.scale), round((box[3] - g.top) * g.scale))
-
+    pixels = frame.screen.pixel_box
     elements = [A11yElement(e.name, e.role, e.states, pixels(e.box), e.window) for e in found]
     x11 = [WindowInfo(w.id, w.title, w.wm_class, None if w.box is None else pixels(w.box))
            for w in windows]

@@ -79,12 +79,7 @@ def _elements(ctx: StepContext, draft: Draft, frame: Frame) -> list[A11yElement]
 
 def _on_frame(element: A11yElement, frame: Frame) -> A11yElement | None:
     """``element`` with its box in frame pixels, clipped; None when it is off the frame."""
-    screen = frame.screen
-    b = element.box
-    x1, y1, x2, y2 = (round((b[0] - screen.left) * screen.scale),
-                      round((b[1] - screen.top) * screen.scale),
-                      round((b[2] - screen.left) * screen.scale),
-                      round((b[3] - screen.top) * screen.scale))
+    x1, y1, x2, y2 = frame.screen.pixel_box(element.box)
     x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, frame.width), min(y2, frame.height)
     if x2 <= x1 or y2 <= y1:
         return None
@@ -112,9 +107,11 @@ def _element_on(ctx: StepContext, draft: Draft, frame: Frame, box: PixelBox
     return None if found is None else _on_frame(found, frame)
 
 
-def _known_element(element: A11yElement, elements: list[A11yElement]) -> KnownText:
-    """What the gate needs of an element the tree gave: its name, and its window's texts."""
-    dialog = tuple(e.name for e in elements if e.window == element.window)
+def _known_element(element: A11yElement, elements: list[A11yElement] | None) -> KnownText:
+    """What the gate needs of an element the tree gave: its name and role, and its window's
+    texts when the whole tree was read (else the gate reads the dialog around it)."""
+    dialog = None if elements is None else \
+        tuple(e.name for e in elements if e.window == element.window)
     return KnownText((TextLine(element.name, element.box, 1.0),), element.box,
                      label=element.name, dialog=dialog, role=element.role)
 
@@ -277,9 +274,7 @@ def _label_on(ctx: StepContext, draft: Draft, frame: Frame, box: PixelBox) -> st
     if element is not None:
         # A bare "Yes" is judged by its window's texts: those need the whole tree.
         elements = _elements(ctx, draft, frame) if affirmative(element.name) else None
-        draft.known = _known_element(element, elements) if elements else \
-            KnownText((TextLine(element.name, element.box, 1.0),), element.box,
-                      label=element.name, role=element.role)
+        draft.known = _known_element(element, elements or None)
         return element.name
     x1, y1, x2, y2 = box
     area = clip_region((x1 - LABEL_MARGIN, y1 - LABEL_MARGIN, x2 + LABEL_MARGIN,
