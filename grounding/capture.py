@@ -9,7 +9,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 import cv2
 import numpy as np
@@ -211,6 +212,13 @@ class MssScreen:
                                "and vertical scales differ")
         self._geometry = geometry
         return Frame(bgra_to_rgb(shot.raw, width, height), geometry, captured_at)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
     def close(self) -> None:
         """Close the mss connection; a later grab opens a new one."""

@@ -62,11 +62,8 @@ def display() -> object:
 
 
 def grab() -> np.ndarray:
-    screen = MssScreen(1)
-    try:
+    with MssScreen(1) as screen:
         return screen.grab().rgb
-    finally:
-        screen.close()
 
 
 def test_zenity_yes_and_no_are_read_on_a_full_1080p_screen(display: str) -> None:

@@ -65,11 +65,8 @@ def _image(options: AskOptions) -> ModelImage | None:
         from deskpilot.grounding.capture import MssScreen
 
         try:
-            screen = MssScreen(options.monitor)
-            try:
+            with MssScreen(options.monitor) as screen:
                 frame = screen.grab()
-            finally:
-                screen.close()
         except (CaptureError, OSError) as exc:
             raise UserError(f"--screen: {exc}") from None
         return prepare(frame, max_patches=options.max_patches)
